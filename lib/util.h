@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef VIREO_LIB_UTIL_H
+#define VIREO_LIB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define KiB           (1024ull)
+#define MiB           (1024ull * KiB)
+#define GiB           (1024ull * MiB)
+
+#define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a)-1))
+#define ALIGN_UP(x, a)   ALIGN_DOWN((x) + (a)-1, (a))
+
+/*
+ * Parse a size such as "256", "256M", "1G", "512K". A number without suffix
+ * is in units of `default_unit` bytes. Rejects garbage, overflow and zero
+ * is allowed (the caller decides the range).
+ */
+int parse_size(const char *text, uint64_t default_unit, uint64_t *out, struct vr_error **err);
+
+/* Parse a decimal unsigned integer in [min, max]; `what` names it in errors. */
+int parse_uint(const char *text, const char *what, uint64_t min, uint64_t max, uint64_t *out,
+               struct vr_error **err);
+
+/* Read exactly len bytes at offset (retrying short reads); -EIO with a message on a short file. */
+int read_full_at(int fd, void *buf, size_t len, off_t offset, const char *name,
+                 struct vr_error **err);
+
+/* Write all of buf, retrying on EINTR and short writes. Returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* Open a file read-only and return its size. */
+int open_file_size(const char *path, const char *what, int *fd_out, uint64_t *size_out,
+                   struct vr_error **err);
+
+#endif

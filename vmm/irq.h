@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * An interrupt line as a device sees it: a level it can raise and lower.
+ * The machine decides what is behind it (today KVM_IRQ_LINE on an IOAPIC
+ * pin), so devices stay free of KVM.
+ */
+#ifndef VIREO_VMM_IRQ_H
+#define VIREO_VMM_IRQ_H
+
+#include <stdint.h>
+
+struct irq_line {
+    void (*set_level)(void *ctx, uint32_t gsi, int level);
+    void *ctx;
+    uint32_t gsi;
+};
+
+static inline void irq_line_set(const struct irq_line *line, int level)
+{
+    if (line->set_level)
+        line->set_level(line->ctx, line->gsi, level);
+}
+
+#endif

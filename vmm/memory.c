@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "memory.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../lib/cleanup.h"
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "layout.h"
+
+static void layout_regions(struct guest_memory *mem)
+{
+    uint64_t low = mem->size < LAYOUT_HOLE_START ? mem->size : LAYOUT_HOLE_START;
+
+    mem->regions[0] = (struct memory_region){.gpa = 0, .size = low, .offset = 0};
+    mem->nr_regions = 1;
+    if (mem->size > low) {
+        mem->regions[1] = (struct memory_region){
+            .gpa = LAYOUT_HOLE_END, .size = mem->size - low, .offset = low};
+        mem->nr_regions = 2;
+    }
+}
+
+int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struct vr_error **err)
+{
+    cleanup_close int fd = -1;
+    void *host;
+
+    memset(mem, 0, sizeof(*mem));
+    mem->memfd = -1;
+    fd = memfd_create("vireo-guest-ram", MFD_CLOEXEC);
+    if (fd < 0)
+        return vr_error_set(err, errno, "memfd_create for guest RAM");
+    if (ftruncate(fd, (off_t)size) < 0)
+        return vr_error_set(err, errno, "size guest RAM memfd to %llu MiB",
+                            (unsigned long long)(size / MiB));
+    /* MAP_NORESERVE: RAM is committed as the guest touches it, like any VMM. */
+    host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (host == MAP_FAILED)
+        return vr_error_set(err, errno, "map %llu MiB of guest RAM",
+                            (unsigned long long)(size / MiB));
+    /*
+     * Huge pages for shmem also depend on
+     * /sys/kernel/mm/transparent_hugepage/shmem_enabled; "advise" or
+     * "always" honours this request. Failure is not fatal: 4K pages work.
+     */
+    if (thp && madvise(host, size, MADV_HUGEPAGE) < 0)
+        log_debug("transparent huge pages unavailable for guest RAM: %s", strerror(errno));
+    /* Guest RAM has no business in the VMM's core dumps. */
+    madvise(host, size, MADV_DONTDUMP);
+
+    mem->memfd = steal_fd(&fd);
+    mem->host = host;
+    mem->size = size;
+    layout_regions(mem);
+    return 0;
+}
+
+void guest_memory_destroy(struct guest_memory *mem)
+{
+    if (mem->host)
+        munmap(mem->host, mem->size);
+    if (mem->memfd >= 0)
+        close(mem->memfd);
+    mem->host = NULL;
+    mem->memfd = -1;
+}
+
+void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
+{
+    for (unsigned int i = 0; i < mem->nr_regions; i++) {
+        const struct memory_region *r = &mem->regions[i];
+
+        if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+            return mem->host + r->offset + (gpa - r->gpa);
+    }
+    return NULL;
+}
+
+int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len,
+                       struct vr_error **err)
+{
+    void *dst = gpa_to_hva(mem, gpa, len);
+
+    if (dst == NULL)
+        return vr_error_new(err, ERANGE,
+                            "guest range 0x%llx-0x%llx is outside guest RAM",
+                            (unsigned long long)gpa, (unsigned long long)(gpa + len));
+    memcpy(dst, src, len);
+    return 0;
+}
+
+uint64_t guest_memory_low_end(const struct guest_memory *mem)
+{
+    return mem->regions[0].size;
+}

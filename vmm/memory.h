@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Guest RAM: one memfd mapped once into the VMM, exposed to KVM as up to
+ * two regions around the 32-bit device hole. memfd (rather than anonymous
+ * memory) lets later features snapshot, migrate and share the RAM.
+ */
+#ifndef VIREO_VMM_MEMORY_H
+#define VIREO_VMM_MEMORY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../lib/err.h"
+
+struct memory_region {
+    uint64_t gpa;    /* guest physical start */
+    uint64_t size;   /* bytes */
+    uint64_t offset; /* offset in the memfd and in host mapping */
+};
+
+struct guest_memory {
+    int memfd;
+    uint8_t *host; /* mapping of the whole memfd */
+    uint64_t size; /* total RAM in bytes */
+    struct memory_region regions[2];
+    unsigned int nr_regions;
+};
+
+/* Allocate `size` bytes of guest RAM. `thp` asks for transparent huge pages. */
+int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp,
+                        struct vr_error **err);
+void guest_memory_destroy(struct guest_memory *mem);
+
+/*
+ * Host pointer for [gpa, gpa+len) if the whole range is RAM within one
+ * region, else NULL. Every guest-supplied address goes through this.
+ */
+void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+
+/* Copy into guest RAM; fails with a message if the range is not RAM. */
+int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src,
+                       uint64_t len, struct vr_error **err);
+
+/* End of the RAM region that starts at 0 (the guest's "low" memory). */
+uint64_t guest_memory_low_end(const struct guest_memory *mem);
+
+#endif

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A virtual CPU: its KVM file descriptor, its shared kvm_run page and the
+ * thread that runs it. Exits for port I/O and MMIO are dispatched to the
+ * machine's buses on this thread; anything fatal is reported to the
+ * machine, which stops every vCPU.
+ */
+#ifndef VIREO_VMM_VCPU_H
+#define VIREO_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../lib/err.h"
+#include "boot/boot.h"
+#include "bus.h"
+#include "memory.h"
+#include "vm.h"
+
+struct vcpu;
+
+/* What a vCPU needs from the machine around it. */
+struct vcpu_env {
+    const struct bus *pio;
+    const struct bus *mmio;
+    const struct guest_memory *mem;
+    /* The vCPU hit something fatal; `report` (owned by the callee) explains it. */
+    void (*fatal)(void *ctx, char *report);
+    /* A system event the guest raised through KVM (KVM_EXIT_SYSTEM_EVENT). */
+    void (*system_event)(void *ctx, bool reset);
+    void *ctx;
+};
+
+struct vcpu {
+    unsigned int index;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t thread;
+    bool thread_started;
+    const struct vcpu_env *env;
+    volatile int *stopping; /* set by the machine; read after each KVM_RUN */
+};
+
+int vcpu_create(struct vcpu *vcpu, const struct vm *vm, unsigned int index,
+                const struct vcpu_env *env, volatile int *stopping, struct vr_error **err);
+
+/* CPUID, MSRs, FPU and LAPIC setup common to all vCPUs. */
+int vcpu_configure(struct vcpu *vcpu, const struct vm *vm, const struct kvm_cpuid2 *supported,
+                   unsigned int nr_vcpus, struct vr_error **err);
+
+/* Registers of the boot processor at the kernel's entry point. */
+int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *entry,
+                        struct vr_error **err);
+
+int vcpu_start(struct vcpu *vcpu, struct vr_error **err);
+
+/* Make the vCPU leave KVM_RUN promptly (the machine sets *stopping first). */
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_join(struct vcpu *vcpu);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Signal used to kick vCPU threads out of KVM_RUN; install before starting vCPUs. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+int vcpu_install_kick_handler(struct vr_error **err);
+
+/* A text report of the vCPU's registers and the code bytes at RIP (caller frees). */
+char *vcpu_state_report(struct vcpu *vcpu);
+
+#endif
