@@ -361,13 +361,14 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     m->nr_vcpus = cfg->cpus;
     ret = check_cpus(&m->vm, cfg->cpus, err);
     if (ret == 0)
-        ret = check_backend(&m->vm, cfg->force, err);
-    if (ret == 0)
         ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
     if (ret == 0)
         ret = build_acpi(m, &spec.rsdp, err);
     if (ret == 0)
         ret = boot_load(&m->mem, &spec, &entry, err);
+    /* Inputs are all checked by now, so a bad one is named even on such a host. */
+    if (ret == 0)
+        ret = check_backend(&m->vm, cfg->force, err);
     if (ret == 0)
         ret = vm_create(&m->vm, &m->mem, err);
     if (ret == 0)

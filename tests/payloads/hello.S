@@ -6,6 +6,7 @@ main:
     POWEROFF
 1:  hlt
     jmp 1b
+    .data
 msg: .asciz "hello from a vireo payload\n"
 #include "lib.inc"
 PVH_NOTE

@@ -29,6 +29,7 @@
     .globl _start;                 \
 _start:                            \
     mov $stack_top, %esp;          \
+    mov %ebx, saved_ebx;           \
     jmp main
 
 /* Write the NUL-terminated string at \str to COM1 (clobbers eax, edx, esi). */
@@ -41,5 +42,33 @@ _start:                            \
 .macro POWEROFF
     mov $ACPI_SLEEP_CONTROL, %dx
     mov $SLP_S5_EN, %al
+    outb %al, %dx
+.endm
+
+/* Report one check: compare %al with \expected and print "PASS \name" or "FAIL \name". */
+.macro EXPECT_AL expected, name
+    cmp $\expected, %al
+    jne 8f
+    PUTS pass_\name
+    jmp 9f
+8:  PUTS fail_\name
+    movl $1, failed
+9:
+    .pushsection .rodata
+pass_\name: .asciz "PASS \name\n"
+fail_\name: .asciz "FAIL \name\n"
+    .popsection
+.endm
+
+/* Read port \port into %al and check it. */
+.macro EXPECT_INB port, expected, name
+    mov $\port, %dx
+    inb %dx, %al
+    EXPECT_AL \expected, \name
+.endm
+
+.macro WRITE_PORT port, value
+    mov $\port, %dx
+    mov $\value, %al
     outb %al, %dx
 .endm

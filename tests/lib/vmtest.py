@@ -1,0 +1,164 @@
+"""Helpers for vireo's tier-2 and tier-3 tests: run vireo-vmm, talk to its
+console, and report results as `PASS name` / `FAIL name: why` / `SKIP name:
+why` lines ending with `N passed, N failed, N skipped`.
+
+Standard library only: the same file runs on the host and in the sandbox.
+"""
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_dir():
+    return os.path.join(ROOT, os.environ.get("VIREO_BUILD", "build"))
+
+
+def vmm_path():
+    return os.path.join(build_dir(), "vireo-vmm")
+
+
+def kvm_backend():
+    """The module behind /dev/kvm, as vireo-vmm itself detects it."""
+    for name in ("kvm_intel", "kvm_amd", "kvm_pvm"):
+        if os.path.exists("/sys/module/" + name):
+            return name
+    return "unknown"
+
+
+def needs_force():
+    """kvm_pvm cannot run stock guests; tiny payloads still run with --force."""
+    return kvm_backend() == "kvm_pvm"
+
+
+class Results:
+    def __init__(self, title):
+        self.title = title
+        self.passed = self.failed = self.skipped = 0
+        print("== %s (KVM backend: %s)" % (title, kvm_backend()), flush=True)
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("PASS %s" % name, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL %s: %s" % (name, detail), flush=True)
+        return ok
+
+    def skip(self, name, why):
+        self.skipped += 1
+        print("SKIP %s: %s" % (name, why), flush=True)
+
+    def finish(self):
+        print("%d passed, %d failed, %d skipped" % (self.passed, self.failed, self.skipped),
+              flush=True)
+        return 1 if self.failed else 0
+
+
+class Run:
+    """Outcome of one vireo-vmm process."""
+
+    def __init__(self, status, out, err, elapsed, timed_out):
+        self.status = status
+        self.out = out
+        self.err = err
+        self.elapsed = elapsed
+        self.timed_out = timed_out
+
+    def describe(self):
+        tail = lambda s: s[-1500:]
+        return "status=%s timed_out=%s\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
+            self.status, self.timed_out, tail(self.out), tail(self.err))
+
+
+class Vmm:
+    """A running vireo-vmm whose console is on pipes, for interactive tests."""
+
+    def __init__(self, args, force=None, stdin=subprocess.PIPE, env=None):
+        if force is None:
+            force = needs_force()
+        self.argv = [vmm_path()] + list(args) + (["--force"] if force else [])
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.out = b""
+        self.err = b""
+
+    def _pump(self, timeout):
+        streams = [s for s in (self.proc.stdout, self.proc.stderr) if s and not s.closed]
+        if not streams:
+            return False
+        ready, _, _ = select.select(streams, [], [], timeout)
+        for s in ready:
+            data = os.read(s.fileno(), 65536)
+            if not data:
+                s.close()
+                continue
+            if s is self.proc.stdout:
+                self.out += data
+            else:
+                self.err += data
+        return True
+
+    def expect(self, text, timeout):
+        """Wait until `text` appears on the console; False on timeout or exit."""
+        want = text.encode()
+        deadline = time.monotonic() + timeout
+        while want not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._pump(min(left, 0.5)):
+                return False
+        return True
+
+    def send(self, data):
+        self.proc.stdin.write(data.encode() if isinstance(data, str) else data)
+        self.proc.stdin.flush()
+
+    def signal(self, signo):
+        self.proc.send_signal(signo)
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while self.proc.poll() is None or self._streams_open():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                self.proc.kill()
+                self.proc.wait()
+                break
+            self._pump(min(left, 0.5))
+        self.proc.wait()
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        return Run(self.proc.returncode, self.out.decode(errors="replace"),
+                   self.err.decode(errors="replace"), time.monotonic() - self.start, timed_out)
+
+    def _streams_open(self):
+        return any(s and not s.closed for s in (self.proc.stdout, self.proc.stderr))
+
+
+def run_vmm(args, timeout=60, input_text=None, force=None, env=None):
+    """Run vireo-vmm to completion with optional console input."""
+    vm = Vmm(args, force=force, env=env,
+             stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
+    if input_text is not None:
+        vm.send(input_text)
+        vm.proc.stdin.close()
+    return vm.wait(timeout)
+
+
+def exit_cleanly(results):
+    sys.exit(results.finish())
+
+
+def signal_name(signo):
+    return signal.Signals(signo).name
