@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "boot/acpi.h"
 #include "boot/aml.h"
 #include "boot/boot.h"
+#include "boot/smbios.h"
 #include "bus.h"
 #include "devices/acpi_pm.h"
 #include "devices/i8042.h"
@@ -225,6 +227,19 @@ static int build_acpi(struct machine *m, uint64_t *rsdp, struct vr_error **err)
     return ret;
 }
 
+/* Firmware tables: SMBIOS identifies the machine, with a fresh UUID for every VM. */
+static int build_smbios(struct machine *m, struct vr_error **err)
+{
+    uint8_t uuid[16];
+
+    if (getrandom(uuid, sizeof(uuid), 0) != (ssize_t)sizeof(uuid))
+        return vr_error_set(err, errno, "getrandom for the VM's UUID");
+    /* SMBIOS stores the first three fields little-endian: the version nibble is in byte 7. */
+    uuid[7] = (uint8_t)((uuid[7] & 0x0f) | 0x40); /* version 4: random */
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    return smbios_build(&m->mem, uuid, err);
+}
+
 /* --- checks against the host -------------------------------------------------------------- */
 
 static int check_memory(uint64_t memory, struct vr_error **err)
@@ -364,6 +379,8 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
         ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
     if (ret == 0)
         ret = build_acpi(m, &spec.rsdp, err);
+    if (ret == 0)
+        ret = build_smbios(m, err);
     if (ret == 0)
         ret = boot_load(&m->mem, &spec, &entry, err);
     /* Inputs are all checked by now, so a bad one is named even on such a host. */
