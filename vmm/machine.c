@@ -309,6 +309,13 @@ static int setup_event_sources(struct machine *m, struct vr_error **err)
     if (ret < 0)
         return ret;
 
+    /*
+     * An inherited "ignore" would discard SIGINT/SIGTERM before signalfd saw
+     * them (shells ignore SIGINT in background jobs); take them back. SIGHUP
+     * keeps an inherited ignore, so `nohup vireo-vmm` works.
+     */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     /* Blocked here, before any thread starts, so every thread inherits the mask. */
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);

@@ -271,6 +271,21 @@ static const char *internal_error_name(uint32_t suberror)
     }
 }
 
+/*
+ * KVM on AMD re-initialises a vCPU on a SHUTDOWN intercept (the VMCB is
+ * undefined afterwards), so its registers then show the reset vector
+ * instead of the state at the fault. Say so rather than mislead.
+ */
+static bool vcpu_in_reset_state(struct vcpu *vcpu)
+{
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+
+    if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+        return false;
+    return regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 && sregs.cs.base == 0xffff0000;
+}
+
 /* Returns a report when the exit ends the VM, NULL to keep running. */
 static char *handle_exit(struct vcpu *vcpu)
 {
@@ -288,6 +303,11 @@ static char *handle_exit(struct vcpu *vcpu)
     case KVM_EXIT_HLT:
         return NULL;
     case KVM_EXIT_SHUTDOWN:
+        if (vcpu_in_reset_state(vcpu))
+            return fatal_report(vcpu, "guest triple fault (KVM_EXIT_SHUTDOWN); KVM re-initialised "
+                                      "the vCPU when it shut down (as it does on AMD), so the "
+                                      "registers below are its reset state, not the state at "
+                                      "the fault");
         return fatal_report(vcpu, "guest triple fault (KVM_EXIT_SHUTDOWN)");
     case KVM_EXIT_FAIL_ENTRY:
         return fatal_report(vcpu, "KVM could not enter the guest (hardware entry failure 0x%llx)",

@@ -129,8 +129,15 @@ class Vmm:
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
+                self.err += stuck_report(self.proc.pid).encode()
                 self.proc.kill()
-                self.proc.wait()
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.err += b"\n(harness: the process did not die after SIGKILL)\n"
+                    return Run(None, self.out.decode(errors="replace"),
+                               self.err.decode(errors="replace"),
+                               time.monotonic() - self.start, True)
                 break
             self._pump(min(left, 0.5))
         self.proc.wait()
@@ -144,6 +151,24 @@ class Vmm:
 
     def _streams_open(self):
         return any(s and not s.closed for s in (self.proc.stdout, self.proc.stderr))
+
+
+def stuck_report(pid):
+    """Where each thread of a process that outlived its deadline is waiting."""
+    lines = ["\n(harness: timed out; thread states follow)"]
+    try:
+        for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+            base = "/proc/%d/task/%s/" % (pid, tid)
+            try:
+                comm = open(base + "comm").read().strip()
+                state = [l for l in open(base + "status") if l.startswith("State:")][0].strip()
+                wchan = open(base + "wchan").read().strip()
+                lines.append("  %s %s %s wchan=%s" % (tid, comm, state, wchan))
+            except OSError:
+                pass
+    except OSError:
+        lines.append("  (no /proc entry)")
+    return "\n".join(lines) + "\n"
 
 
 def run_vmm(args, timeout=60, input_text=None, force=None, env=None):
