@@ -34,6 +34,9 @@ void log_set_level(enum log_level level)
 }
 
 static void log_emit(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void log_emit(enum log_level level, const char *fmt, va_list ap)
 {
     /* One write per message keeps lines whole when vCPU threads log at once. */
     char line[1024];

@@ -2,6 +2,7 @@
 #include "bus.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,20 +12,19 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, struct device *de
     struct bus_range *ranges;
     unsigned int pos = 0;
 
-    if (len == 0 || base + len < base)
+    if (len == 0 || len - 1 > UINT64_MAX - base)
         return vr_error_new(err, EINVAL, "%s bus: bad range 0x%llx+0x%llx for %s", bus->name,
                             (unsigned long long)base, (unsigned long long)len, dev->ops->name);
     while (pos < bus->nr_ranges && bus->ranges[pos].base < base)
         pos++;
-    if ((pos > 0 && bus->ranges[pos - 1].base + bus->ranges[pos - 1].len > base) ||
-        (pos < bus->nr_ranges && base + len > bus->ranges[pos].base)) {
-        const struct bus_range *other =
-            (pos > 0 && bus->ranges[pos - 1].base + bus->ranges[pos - 1].len > base)
-                ? &bus->ranges[pos - 1]
-                : &bus->ranges[pos];
-        return vr_error_new(err, EEXIST, "%s bus: %s at 0x%llx overlaps %s at 0x%llx", bus->name,
-                            dev->ops->name, (unsigned long long)base, other->dev->ops->name,
-                            (unsigned long long)other->base);
+    /* Compare last addresses, so a range may end exactly at the top of the space. */
+    for (unsigned int i = pos > 0 ? pos - 1 : 0; i < bus->nr_ranges && i <= pos; i++) {
+        const struct bus_range *other = &bus->ranges[i];
+
+        if (base <= other->base + (other->len - 1) && other->base <= base + (len - 1))
+            return vr_error_new(err, EEXIST, "%s bus: %s at 0x%llx overlaps %s at 0x%llx",
+                                bus->name, dev->ops->name, (unsigned long long)base,
+                                other->dev->ops->name, (unsigned long long)other->base);
     }
     ranges = realloc(bus->ranges, (bus->nr_ranges + 1) * sizeof(*ranges));
     if (ranges == NULL)

@@ -70,14 +70,18 @@ static void leaf4(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o)
 {
     for (uint32_t sub = 0; sub < 8; sub++) {
         struct kvm_cpuid_entry2 *e = cpuid_find(cpuid, 4, sub);
-        uint32_t level, sharing;
+        uint32_t level, sharing, cores;
 
         if (e == NULL || (e->eax & 0x1f) == 0)
             break;
         level = (e->eax >> 5) & 0x7;
         sharing = level >= 3 ? o->nr_vcpus - 1 : 0;
+        /* The fields are 6 and 12 bits wide: saturate rather than wrap. */
+        cores = o->nr_vcpus - 1 > 0x3f ? 0x3f : o->nr_vcpus - 1;
+        if (sharing > 0xfff)
+            sharing = 0xfff;
         e->eax &= 0x3fff;
-        e->eax |= ((o->nr_vcpus - 1) & 0x3f) << 26 | (sharing & 0xfff) << 14;
+        e->eax |= cores << 26 | sharing << 14;
     }
 }
 

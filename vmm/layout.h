@@ -10,6 +10,7 @@
  *   0x0002_0000  kernel command line
  *   0x000e_0000  ACPI tables (RSDP first), reserved in e820 up to 1 MiB
  *   0x000f_0000  SMBIOS entry point and structures
+ *   0x000f_fff0  reset vector stub (F000:FFF0)
  *   0x0010_0000  kernel (bzImage protected-mode code, or ELF segments at p_paddr)
  *   ...          RAM up to 3 GiB, initrd at the top of low RAM
  *   0xc000_0000  32-bit device hole (MMIO, IOAPIC, LAPIC), never RAM
@@ -35,6 +36,7 @@
 #define LAYOUT_ACPI_START    0xe0000ull
 #define LAYOUT_ACPI_END      0xf0000ull
 #define LAYOUT_SMBIOS        0xf0000ull
+#define LAYOUT_RESET_VECTOR  0xffff0ull
 #define LAYOUT_BIOS_END      0x100000ull
 #define LAYOUT_KERNEL        0x100000ull
 #define LAYOUT_HOLE_START    0xc0000000ull

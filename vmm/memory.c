@@ -2,9 +2,11 @@
 #include "memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "../lib/cleanup.h"
@@ -81,16 +83,74 @@ void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
+static int range_error(struct vr_error **err, uint64_t gpa, uint64_t len);
+
 int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len,
                        struct vr_error **err)
 {
     void *dst = gpa_to_hva(mem, gpa, len);
 
     if (dst == NULL)
-        return vr_error_new(err, ERANGE,
-                            "guest range 0x%llx-0x%llx is outside guest RAM",
-                            (unsigned long long)gpa, (unsigned long long)(gpa + len));
+        return range_error(err, gpa, len);
     memcpy(dst, src, len);
+    return 0;
+}
+
+static int range_error(struct vr_error **err, uint64_t gpa, uint64_t len)
+{
+    return vr_error_new(err, ERANGE, "guest range 0x%llx-0x%llx is outside guest RAM",
+                        (unsigned long long)gpa, (unsigned long long)(gpa + len));
+}
+
+/* For files that cannot be spliced: read through the VMM's view of guest RAM. */
+static int load_by_read(uint8_t *dst, int fd, uint64_t offset, uint64_t len, const char *name,
+                        struct vr_error **err)
+{
+    return read_full_at(fd, dst, len, (off_t)offset, name, err);
+}
+
+int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint64_t offset,
+                      uint64_t len, const char *name, struct vr_error **err)
+{
+    uint8_t *dst = gpa_to_hva(mem, gpa, len);
+    off_t in = (off_t)offset;
+    uint64_t done = 0;
+
+    if (dst == NULL)
+        return range_error(err, gpa, len);
+    /* sendfile writes at the memfd's file position; boot runs on one thread. */
+    if (lseek(mem->memfd, (off_t)(dst - mem->host), SEEK_SET) < 0)
+        return vr_error_set(err, errno, "seek in guest RAM");
+    while (done < len) {
+        ssize_t n = sendfile(mem->memfd, fd, &in, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && done == 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+            return load_by_read(dst, fd, offset, len, name, err);
+        if (n < 0)
+            return vr_error_set(err, errno, "read %s", name);
+        if (n == 0)
+            return vr_error_new(err, EIO, "%s: unexpected end of file", name);
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+int guest_memory_zero(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
+                      struct vr_error **err)
+{
+    uint8_t *dst = gpa_to_hva(mem, gpa, len);
+
+    if (dst == NULL)
+        return range_error(err, gpa, len);
+    if (len == 0)
+        return 0;
+    /* A hole reads as zeros; a fresh memfd is all hole, so this is usually free. */
+    if (fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(dst - mem->host), (off_t)len) < 0) {
+        memset(dst, 0, len);
+    }
     return 0;
 }
 

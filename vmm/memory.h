@@ -41,6 +41,18 @@ void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
 int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src,
                        uint64_t len, struct vr_error **err);
 
+/*
+ * Copy `len` bytes of file `fd` at `offset` into guest RAM at `gpa`. The
+ * data goes straight into the memfd (sendfile), so neither the file nor
+ * the guest pages are faulted into the VMM on the way.
+ */
+int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint64_t offset,
+                      uint64_t len, const char *name, struct vr_error **err);
+
+/* Make [gpa, gpa+len) read as zeros, releasing any pages behind it. */
+int guest_memory_zero(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
+                      struct vr_error **err);
+
 /* End of the RAM region that starts at 0 (the guest's "low" memory). */
 uint64_t guest_memory_low_end(const struct guest_memory *mem);
 

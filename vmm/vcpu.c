@@ -107,14 +107,14 @@ static bool msr_listed(const uint32_t *list, uint32_t count, uint32_t index)
 
 static int set_msrs(struct vcpu *vcpu, const struct vm *vm, struct vr_error **err)
 {
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry entries[ARRAY_SIZE(reset_msrs)];
-    } msrs = {0};
+    cleanup_free struct kvm_msrs *msrs =
+        calloc(1, sizeof(*msrs) + ARRAY_SIZE(reset_msrs) * sizeof(struct kvm_msr_entry));
     cleanup_free uint32_t *supported = NULL;
     uint32_t count = 0;
     int ret;
 
+    if (msrs == NULL)
+        return vr_error_set(err, ENOMEM, "allocate MSR list");
     ret = vm_msr_index_list(vm, &supported, &count, err);
     if (ret < 0)
         return ret;
@@ -122,16 +122,16 @@ static int set_msrs(struct vcpu *vcpu, const struct vm *vm, struct vr_error **er
     for (size_t i = 0; i < ARRAY_SIZE(reset_msrs); i++) {
         if (!msr_listed(supported, count, reset_msrs[i].index))
             continue;
-        msrs.entries[msrs.head.nmsrs].index = reset_msrs[i].index;
-        msrs.entries[msrs.head.nmsrs].data = reset_msrs[i].value;
-        msrs.head.nmsrs++;
+        msrs->entries[msrs->nmsrs].index = reset_msrs[i].index;
+        msrs->entries[msrs->nmsrs].data = reset_msrs[i].value;
+        msrs->nmsrs++;
     }
-    ret = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
+    ret = ioctl(vcpu->fd, KVM_SET_MSRS, msrs);
     if (ret < 0)
         return vr_error_set(err, errno, "KVM_SET_MSRS");
-    if ((uint32_t)ret != msrs.head.nmsrs)
+    if ((uint32_t)ret != msrs->nmsrs)
         return vr_error_new(err, EINVAL, "KVM_SET_MSRS rejected MSR 0x%x",
-                            msrs.entries[ret].index);
+                            msrs->entries[ret].index);
     return 0;
 }
 

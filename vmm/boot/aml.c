@@ -54,7 +54,7 @@ static bool reserve(struct aml *a, size_t extra)
 
 void aml_bytes(struct aml *a, const void *data, size_t len)
 {
-    if (!reserve(a, len))
+    if (len == 0 || !reserve(a, len))
         return;
     memcpy(a->buf + a->len, data, len);
     a->len += len;

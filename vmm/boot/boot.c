@@ -20,16 +20,23 @@
 #define HVM_START_MAGIC   0x336ec578u
 #define HVM_START_VERSION 1
 
-/* A read-only view of a file, mapped so the parsers can check every offset against its size. */
+/*
+ * A read-only view of a file, mapped so the parsers can check every offset
+ * against its size. Only the headers are read through the mapping; bulk
+ * data goes to guest RAM from `fd` (guest_memory_load).
+ */
 struct file_map {
     const uint8_t *data;
     size_t size;
+    int fd;
 };
 
 static void file_unmap(struct file_map *f)
 {
     if (f->data)
         munmap((void *)f->data, f->size);
+    if (f->fd >= 0)
+        close(f->fd);
 }
 
 static int file_map(const char *path, const char *what, struct file_map *f,
@@ -41,6 +48,7 @@ static int file_map(const char *path, const char *what, struct file_map *f,
     int ret;
 
     memset(f, 0, sizeof(*f));
+    f->fd = -1;
     ret = open_file_size(path, what, &fd, &size, err);
     if (ret < 0)
         return ret;
@@ -51,6 +59,7 @@ static int file_map(const char *path, const char *what, struct file_map *f,
         return vr_error_set(err, errno, "map %s '%s'", what, path);
     f->data = p;
     f->size = size;
+    f->fd = steal_fd(&fd);
     return 0;
 }
 
@@ -67,24 +76,30 @@ struct loaded_kernel {
 static int load_bzimage(const struct guest_memory *mem, const struct file_map *f,
                         struct loaded_kernel *k, struct vr_error **err)
 {
-    uint64_t low_end = guest_memory_low_end(mem);
+    uint64_t low_end = guest_memory_low_end(mem), runtime_end;
     int ret = bzimage_parse(f->data, f->size, &k->bz, err);
 
     if (ret < 0)
         return ret;
-    if (LAYOUT_KERNEL + k->bz.init_size > low_end)
+    /* It unpacks itself at its runtime address (16 MiB for a stock kernel), not at 1 MiB. */
+    runtime_end = bzimage_runtime_start(&k->bz, LAYOUT_KERNEL) + k->bz.init_size;
+    k->end = LAYOUT_KERNEL + k->bz.payload_size;
+    if (runtime_end > k->end)
+        k->end = runtime_end;
+    if (k->end > low_end)
         return vr_error_new(err, ENOMEM,
-                            "kernel needs %u MiB to unpack itself; guest memory is too small",
-                            (unsigned int)((LAYOUT_KERNEL + k->bz.init_size + MiB - 1) / MiB));
-    ret = guest_memory_write(mem, LAYOUT_KERNEL, f->data + k->bz.payload_offset,
-                             k->bz.payload_size, err);
+                            "kernel needs %llu MiB of guest memory to unpack itself; the guest "
+                            "has %llu MiB",
+                            (unsigned long long)((k->end + MiB - 1) / MiB),
+                            (unsigned long long)(mem->size / MiB));
+    ret = guest_memory_load(mem, LAYOUT_KERNEL, f->fd, k->bz.payload_offset, k->bz.payload_size,
+                            "kernel", err);
     if (ret < 0)
         return ret;
     memcpy(k->setup, f->data, k->bz.header_end);
     k->mode = BOOT_MODE_LINUX64;
     /* The 64-bit entry point sits 0x200 bytes into the protected-mode code. */
     k->entry = LAYOUT_KERNEL + 0x200;
-    k->end = LAYOUT_KERNEL + k->bz.init_size;
     k->initrd_max = (uint64_t)k->bz.initrd_addr_max + 1;
     /* Before 2.06 the header has no cmdline_size field and the limit is 255. */
     k->cmdline_max = k->bz.version >= 0x0206 ? k->bz.cmdline_max : 255;
@@ -102,20 +117,22 @@ static int load_elf(const struct guest_memory *mem, const struct file_map *f,
     k->end = LAYOUT_KERNEL;
     for (unsigned int i = 0; i < info.nr_segments; i++) {
         const struct elf_segment *s = &info.segments[i];
-        uint8_t *dst;
 
         if (s->paddr < LAYOUT_KERNEL)
             return vr_error_new(err, ENOEXEC,
                                 "ELF segment at 0x%llx overlaps the boot area below 1 MiB",
                                 (unsigned long long)s->paddr);
-        dst = gpa_to_hva(mem, s->paddr, s->memsz);
-        if (dst == NULL)
+        if (gpa_to_hva(mem, s->paddr, s->memsz) == NULL)
             return vr_error_new(err, ENOMEM,
                                 "ELF segment 0x%llx-0x%llx does not fit in guest memory",
                                 (unsigned long long)s->paddr,
                                 (unsigned long long)(s->paddr + s->memsz));
-        memcpy(dst, f->data + s->offset, s->filesz);
-        memset(dst + s->filesz, 0, s->memsz - s->filesz);
+        if (s->filesz)
+            ret = guest_memory_load(mem, s->paddr, f->fd, s->offset, s->filesz, "kernel", err);
+        if (ret == 0)
+            ret = guest_memory_zero(mem, s->paddr + s->filesz, s->memsz - s->filesz, err);
+        if (ret < 0)
+            return ret;
         if (s->paddr + s->memsz > k->end)
             k->end = s->paddr + s->memsz;
     }
@@ -174,7 +191,7 @@ static int load_initrd(const struct guest_memory *mem, const char *path,
                             (unsigned long long)(mem->size / MiB),
                             (unsigned long long)((k->end + MiB - 1) / MiB));
     start = ALIGN_DOWN(limit - *size, 4096);
-    ret = read_full_at(fd, gpa_to_hva(mem, start, *size), *size, 0, path, err);
+    ret = guest_memory_load(mem, start, fd, 0, *size, "initrd", err);
     if (ret < 0)
         return ret;
     *addr = start;

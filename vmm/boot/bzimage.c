@@ -14,6 +14,11 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static uint64_t le64(const uint8_t *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
 bool bzimage_detect(const uint8_t *buf, size_t len)
 {
     return len >= BP_HEADER + 4 && le16(buf + BP_BOOT_FLAG) == 0xaa55 &&
@@ -60,6 +65,25 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info,
     info->initrd_addr_max = le32(buf + BP_INITRD_ADDR_MAX);
     info->init_size = le32(buf + BP_INIT_SIZE);
     if (info->init_size < info->payload_size)
-        info->init_size = (uint32_t)info->payload_size;
+        info->init_size = info->payload_size;
+    info->pref_address = le64(buf + BP_PREF_ADDRESS);
+    info->kernel_alignment = le32(buf + BP_KERNEL_ALIGNMENT);
+    info->relocatable = buf[BP_RELOCATABLE] != 0;
+    if (info->relocatable && (info->kernel_alignment == 0 ||
+                              (info->kernel_alignment & (info->kernel_alignment - 1))))
+        return vr_error_new(err, ENOEXEC, "bzImage kernel_alignment 0x%x is not a power of two",
+                            info->kernel_alignment);
+    if (info->pref_address > UINT64_MAX / 2 || info->init_size > UINT64_MAX / 4)
+        return vr_error_new(err, ENOEXEC, "bzImage preferred address or size is out of range");
     return 0;
+}
+
+uint64_t bzimage_runtime_start(const struct bzimage_info *info, uint64_t load_address)
+{
+    uint64_t start;
+
+    if (!info->relocatable)
+        return info->pref_address;
+    start = load_address < info->pref_address ? info->pref_address : load_address;
+    return (start + info->kernel_alignment - 1) & ~((uint64_t)info->kernel_alignment - 1);
 }

@@ -30,6 +30,9 @@
 #define BP_INITRD_ADDR_MAX   0x22c
 #define BP_XLOADFLAGS        0x236
 #define BP_CMDLINE_SIZE      0x238
+#define BP_KERNEL_ALIGNMENT  0x230
+#define BP_RELOCATABLE       0x234
+#define BP_PREF_ADDRESS      0x258
 #define BP_INIT_SIZE         0x260
 #define BP_E820_TABLE        0x2d0
 #define BP_E820_MAX          128
@@ -47,9 +50,19 @@ struct bzimage_info {
     uint64_t payload_size;
     uint32_t cmdline_max;    /* longest command line the kernel accepts, without NUL */
     uint32_t initrd_addr_max;
-    uint32_t init_size;      /* memory the kernel needs from its load address */
+    uint64_t init_size;      /* memory the kernel needs from its runtime start address */
+    uint64_t pref_address;   /* where it prefers to run (LOAD_PHYSICAL_ADDR) */
+    uint32_t kernel_alignment;
+    bool relocatable;
     uint16_t xloadflags;
 };
+
+/*
+ * The boot protocol's "runtime start address" for a kernel loaded at
+ * load_address: where it decompresses itself and runs, so the range
+ * [start, start + init_size) must be RAM and free of the initrd.
+ */
+uint64_t bzimage_runtime_start(const struct bzimage_info *info, uint64_t load_address);
 
 /* True if the buffer starts like a bzImage (boot flag and "HdrS" magic). */
 bool bzimage_detect(const uint8_t *buf, size_t len);

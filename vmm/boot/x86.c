@@ -57,12 +57,24 @@ static int write_page_tables(const struct guest_memory *mem, struct vr_error **e
     return 0;
 }
 
+/*
+ * Real-mode code at the reset vector: pulse the reset line through the
+ * i8042 (mov al, 0xfe; out 0x64, al; then halt). There is no BIOS, but
+ * guests still jump here to reboot: Linux on a hardware-reduced ACPI
+ * platform defaults to "EFI, then BIOS", and the BIOS method far-jumps to
+ * F000:FFF0. Without this stub that jump would run zeros forever.
+ */
+static const uint8_t reset_vector_stub[] = {0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd};
+
 int x86_write_boot_tables(const struct guest_memory *mem, enum boot_mode mode,
                           struct vr_error **err)
 {
     int ret;
 
-    ret = guest_memory_write(mem, LAYOUT_GDT, gdt, sizeof(gdt), err);
+    ret = guest_memory_write(mem, LAYOUT_RESET_VECTOR, reset_vector_stub,
+                             sizeof(reset_vector_stub), err);
+    if (ret == 0)
+        ret = guest_memory_write(mem, LAYOUT_GDT, gdt, sizeof(gdt), err);
     if (ret == 0) {
         static const uint64_t empty_idt;
         ret = guest_memory_write(mem, LAYOUT_IDT, &empty_idt, sizeof(empty_idt), err);

@@ -13,7 +13,7 @@
 #include "../memory.h"
 #include "boot.h"
 
-/* Write the GDT, an empty IDT and (for long mode) the identity page tables. */
+/* Write the reset vector stub, the GDT, an empty IDT and (for long mode) identity page tables. */
 int x86_write_boot_tables(const struct guest_memory *mem, enum boot_mode mode,
                           struct vr_error **err);
 

@@ -167,6 +167,19 @@ static void update_msr(struct serial *s)
     s->msr = (uint8_t)(lines | (s->msr & MSR_DELTA_MASK) | delta);
 }
 
+/*
+ * The console was refused bytes earlier (FIFO full, or loopback on). If the
+ * receiver takes bytes again, clear the flag; the caller then calls
+ * rx_ready outside the lock.
+ */
+static bool release_throttle(struct serial *s)
+{
+    if (!s->rx_throttled || (s->mcr & MCR_LOOP) || s->rx_count >= rx_capacity(s))
+        return false;
+    s->rx_throttled = false;
+    return true;
+}
+
 static void transmit(struct serial *s, uint8_t byte, bool *wrote)
 {
     if (s->mcr & MCR_LOOP)
@@ -189,15 +202,7 @@ static void serial_read(struct device *dev, uint64_t offset, uint8_t *data, uint
     pthread_mutex_lock(&s->lock);
     switch (offset) {
     case REG_DATA:
-        if (s->lcr & LCR_DLAB) {
-            value = s->dll;
-        } else {
-            value = rx_pop(s);
-            if (s->rx_throttled) {
-                s->rx_throttled = false;
-                notify = true;
-            }
-        }
+        value = (s->lcr & LCR_DLAB) ? s->dll : rx_pop(s);
         break;
     case REG_IER:
         value = (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
@@ -229,6 +234,7 @@ static void serial_read(struct device *dev, uint64_t offset, uint8_t *data, uint
         break;
     }
     update_irq(s);
+    notify = release_throttle(s);
     pthread_mutex_unlock(&s->lock);
     data[0] = value;
     if (notify && s->backend.rx_ready)
@@ -238,7 +244,7 @@ static void serial_read(struct device *dev, uint64_t offset, uint8_t *data, uint
 static void serial_write(struct device *dev, uint64_t offset, const uint8_t *data, uint32_t len)
 {
     struct serial *s = to_serial(dev);
-    bool wrote = false;
+    bool wrote = false, notify;
     uint8_t value = data[0];
 
     if (len != 1)
@@ -283,9 +289,12 @@ static void serial_write(struct device *dev, uint64_t offset, const uint8_t *dat
         break;
     }
     update_irq(s);
+    notify = release_throttle(s);
     pthread_mutex_unlock(&s->lock);
     if (wrote && s->backend.write)
         s->backend.write(s->backend.ctx, &value, 1);
+    if (notify && s->backend.rx_ready)
+        s->backend.rx_ready(s->backend.ctx);
 }
 
 size_t serial_receive(struct device *dev, const uint8_t *buf, size_t len)
