@@ -127,7 +127,15 @@ demo: deps
 	$(MAKE) --no-print-directory guest
 	scripts/demo
 
-bench: vmm guest
+BENCH_TOOLS := $(BUILD)/bench/firstrun.so $(BUILD)/bench/stamp-exec
+$(BUILD)/bench/firstrun.so: bench/firstrun.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 $(WARNINGS) -O2 -shared -fPIC -o $@ $< -ldl
+$(BUILD)/bench/stamp-exec: bench/stamp-exec.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 $(WARNINGS) -O2 -o $@ $<
+
+bench: vmm guest $(BENCH_TOOLS)
 	bench/run
 
 format:

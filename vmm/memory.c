@@ -2,6 +2,7 @@
 #include "memory.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,46 @@ static void layout_regions(struct guest_memory *mem)
     }
 }
 
+#define SHMEM_THP_SETTING "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+/* The bracketed choice in a sysfs setting such as "always [never] advise". */
+static void current_thp_setting(char *out, size_t len)
+{
+    char line[128] = "";
+    FILE *f = fopen(SHMEM_THP_SETTING, "re");
+    char *open_bracket, *close_bracket;
+
+    snprintf(out, len, "unknown");
+    if (f == NULL)
+        return;
+    if (fgets(line, sizeof(line), f) && (open_bracket = strchr(line, '[')) &&
+        (close_bracket = strchr(open_bracket, ']'))) {
+        *close_bracket = '\0';
+        snprintf(out, len, "%s", open_bracket + 1);
+    }
+    fclose(f);
+}
+
+/*
+ * Ask for transparent huge pages. For memfd (shmem) memory the host's
+ * shmem_enabled setting decides: "advise" or "always" honour the request;
+ * "never" and "deny" do not, and vireo does not change host settings.
+ * 4K pages work either way.
+ */
+static void request_huge_pages(void *host, uint64_t size)
+{
+    char setting[32];
+
+    if (madvise(host, size, MADV_HUGEPAGE) < 0) {
+        log_info("transparent huge pages unavailable for guest RAM: %s", strerror(errno));
+        return;
+    }
+    current_thp_setting(setting, sizeof(setting));
+    if (strcmp(setting, "never") == 0 || strcmp(setting, "deny") == 0)
+        log_info("guest RAM uses 4K pages: %s is '%s' (set it to 'advise' for huge pages)",
+                 SHMEM_THP_SETTING, setting);
+}
+
 int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struct vr_error **err)
 {
     cleanup_close int fd = -1;
@@ -45,13 +86,8 @@ int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struc
     if (host == MAP_FAILED)
         return vr_error_set(err, errno, "map %llu MiB of guest RAM",
                             (unsigned long long)(size / MiB));
-    /*
-     * Huge pages for shmem also depend on
-     * /sys/kernel/mm/transparent_hugepage/shmem_enabled; "advise" or
-     * "always" honours this request. Failure is not fatal: 4K pages work.
-     */
-    if (thp && madvise(host, size, MADV_HUGEPAGE) < 0)
-        log_debug("transparent huge pages unavailable for guest RAM: %s", strerror(errno));
+    if (thp)
+        request_huge_pages(host, size);
     /* Guest RAM has no business in the VMM's core dumps. */
     madvise(host, size, MADV_DONTDUMP);
 
