@@ -28,11 +28,10 @@ static void store(struct vr_error **err, int errnum, char *msg)
     *err = e;
 }
 
-static int make(struct vr_error **err, int errnum, int with_strerror, const char *fmt,
-                va_list ap) __attribute__((format(printf, 4, 0)));
+static int make(struct vr_error **err, int errnum, int with_strerror, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
-static int make(struct vr_error **err, int errnum, int with_strerror, const char *fmt,
-                va_list ap)
+static int make(struct vr_error **err, int errnum, int with_strerror, const char *fmt, va_list ap)
 {
     char *text = NULL, *msg = NULL;
 

@@ -14,8 +14,8 @@
 #include <stdarg.h>
 
 struct vr_error {
-    int errnum;   /* positive errno; 0 is never stored */
-    char *msg;    /* full message, context first */
+    int errnum; /* positive errno; 0 is never stored */
+    char *msg;  /* full message, context first */
 };
 
 /*
@@ -32,7 +32,8 @@ int vr_error_new(struct vr_error **err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prefix an existing error with "context: ". Returns -(*err)->errnum. */
-int vr_error_wrap(struct vr_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int vr_error_wrap(struct vr_error **err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 void vr_error_free(struct vr_error **err);
 

@@ -8,11 +8,11 @@
 
 #include "err.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define KiB           (1024ull)
-#define MiB           (1024ull * KiB)
-#define GiB           (1024ull * MiB)
+#define KiB                             (1024ull)
+#define MiB                             (1024ull * KiB)
+#define GiB                             (1024ull * MiB)
 
 #define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a)-1))
 #define ALIGN_UP(x, a)   ALIGN_DOWN((x) + (a)-1, (a))

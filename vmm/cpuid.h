@@ -17,8 +17,7 @@ struct cpuid_options {
 };
 
 /* Rewrite `cpuid` (a copy of the supported table) for the vCPU with this APIC ID. */
-void cpuid_normalize(struct kvm_cpuid2 *cpuid, const struct cpuid_options *opts,
-                     uint32_t apic_id);
+void cpuid_normalize(struct kvm_cpuid2 *cpuid, const struct cpuid_options *opts, uint32_t apic_id);
 
 /* Find an entry; NULL if the leaf/subleaf is absent. */
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function, uint32_t index);

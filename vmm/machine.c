@@ -248,17 +248,17 @@ static int check_memory(uint64_t memory, struct vr_error **err)
     uint64_t host;
 
     if (memory < GUEST_MEMORY_MIN)
-        return vr_error_new(err, EINVAL, "--memory: %llu MiB is too small; vireo needs at least "
-                            "%llu MiB", (unsigned long long)(memory / MiB),
-                            GUEST_MEMORY_MIN / MiB);
+        return vr_error_new(err, EINVAL,
+                            "--memory: %llu MiB is too small; vireo needs at least "
+                            "%llu MiB",
+                            (unsigned long long)(memory / MiB), GUEST_MEMORY_MIN / MiB);
     if (memory % MiB)
         return vr_error_new(err, EINVAL, "--memory: must be a whole number of MiB");
     if (sysinfo(&si) < 0)
         return vr_error_set(err, errno, "sysinfo");
     host = (uint64_t)si.totalram * si.mem_unit;
     if (memory > host)
-        return vr_error_new(err, ENOMEM,
-                            "--memory: %llu MiB is more than this host has (%llu MiB)",
+        return vr_error_new(err, ENOMEM, "--memory: %llu MiB is more than this host has (%llu MiB)",
                             (unsigned long long)(memory / MiB), (unsigned long long)(host / MiB));
     return 0;
 }
@@ -271,8 +271,7 @@ static int check_cpus(const struct vm *vm, unsigned int cpus, struct vr_error **
         return vr_error_new(err, EINVAL, "--cpus: a VM needs at least 1 vCPU");
     if (cpus > max)
         return vr_error_new(err, EINVAL, "--cpus: %u is more than %s allows (%u)", cpus,
-                            vm->max_vcpus < MACHINE_MAX_VCPUS ? "KVM on this host" : "vireo",
-                            max);
+                            vm->max_vcpus < MACHINE_MAX_VCPUS ? "KVM on this host" : "vireo", max);
     return 0;
 }
 

@@ -35,7 +35,9 @@ static const char usage_text[] =
     "\n"
     "  -k, --kernel PATH      kernel to boot: a bzImage, or an ELF vmlinux with a PVH note\n"
     "  -i, --initrd PATH      initial ramdisk\n"
-    "  -a, --cmdline STR      kernel command line (default: \"" "console=ttyS0 reboot=k" "\")\n"
+    "  -a, --cmdline STR      kernel command line (default: \""
+    "console=ttyS0 reboot=k"
+    "\")\n"
     "  -c, --cpus N           number of vCPUs (default: 1)\n"
     "  -m, --memory SIZE      guest RAM; MiB unless suffixed K, M, G (default: 128)\n"
     "      --console MODE     stdio (default), file:PATH or none\n"
@@ -178,8 +180,8 @@ static int report_result(const struct machine_result *result)
         log_info("quit from the console");
         return 0;
     case MACHINE_SIGNAL:
-        log_warn("stopped by signal %s", sigabbrev_np(result->signal) ? sigabbrev_np(result->signal)
-                                                                       : "?");
+        log_warn("stopped by signal %s",
+                 sigabbrev_np(result->signal) ? sigabbrev_np(result->signal) : "?");
         return 128 + result->signal;
     case MACHINE_FATAL:
         fprintf(stderr, "%s: error: the VM failed: %s", program,

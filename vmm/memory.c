@@ -2,8 +2,8 @@
 #include "memory.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,8 +22,8 @@ static void layout_regions(struct guest_memory *mem)
     mem->regions[0] = (struct memory_region){.gpa = 0, .size = low, .offset = 0};
     mem->nr_regions = 1;
     if (mem->size > low) {
-        mem->regions[1] = (struct memory_region){
-            .gpa = LAYOUT_HOLE_END, .size = mem->size - low, .offset = low};
+        mem->regions[1] =
+            (struct memory_region){.gpa = LAYOUT_HOLE_END, .size = mem->size - low, .offset = low};
         mem->nr_regions = 2;
     }
 }
@@ -183,8 +183,8 @@ int guest_memory_zero(const struct guest_memory *mem, uint64_t gpa, uint64_t len
     if (len == 0)
         return 0;
     /* A hole reads as zeros; a fresh memfd is all hole, so this is usually free. */
-    if (fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(dst - mem->host), (off_t)len) < 0) {
+    if (fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(dst - mem->host),
+                  (off_t)len) < 0) {
         memset(dst, 0, len);
     }
     return 0;

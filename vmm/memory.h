@@ -27,8 +27,7 @@ struct guest_memory {
 };
 
 /* Allocate `size` bytes of guest RAM. `thp` asks for transparent huge pages. */
-int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp,
-                        struct vr_error **err);
+int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struct vr_error **err);
 void guest_memory_destroy(struct guest_memory *mem);
 
 /*
@@ -38,8 +37,8 @@ void guest_memory_destroy(struct guest_memory *mem);
 void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
 
 /* Copy into guest RAM; fails with a message if the range is not RAM. */
-int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src,
-                       uint64_t len, struct vr_error **err);
+int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len,
+                       struct vr_error **err);
 
 /*
  * Copy `len` bytes of file `fd` at `offset` into guest RAM at `gpa`. The

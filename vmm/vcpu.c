@@ -17,24 +17,24 @@
 #include "boot/x86.h"
 #include "cpuid.h"
 
-#define MSR_IA32_TSC            0x00000010
-#define MSR_IA32_SYSENTER_CS    0x00000174
-#define MSR_IA32_SYSENTER_ESP   0x00000175
-#define MSR_IA32_SYSENTER_EIP   0x00000176
-#define MSR_IA32_MISC_ENABLE    0x000001a0
-#define MSR_MTRR_DEF_TYPE       0x000002ff
-#define MSR_STAR                0xc0000081
-#define MSR_LSTAR               0xc0000082
-#define MSR_CSTAR               0xc0000083
-#define MSR_SYSCALL_MASK        0xc0000084
-#define MSR_KERNEL_GS_BASE      0xc0000102
+#define MSR_IA32_TSC          0x00000010
+#define MSR_IA32_SYSENTER_CS  0x00000174
+#define MSR_IA32_SYSENTER_ESP 0x00000175
+#define MSR_IA32_SYSENTER_EIP 0x00000176
+#define MSR_IA32_MISC_ENABLE  0x000001a0
+#define MSR_MTRR_DEF_TYPE     0x000002ff
+#define MSR_STAR              0xc0000081
+#define MSR_LSTAR             0xc0000082
+#define MSR_CSTAR             0xc0000083
+#define MSR_SYSCALL_MASK      0xc0000084
+#define MSR_KERNEL_GS_BASE    0xc0000102
 
 #define MISC_ENABLE_FAST_STRING 0x1ull
 #define MTRR_ENABLE             0x800ull
 #define MTRR_TYPE_WRBACK        0x6ull
 
-#define APIC_LVT0 0x350
-#define APIC_LVT1 0x360
+#define APIC_LVT0        0x350
+#define APIC_LVT1        0x360
 #define APIC_MODE_NMI    0x4
 #define APIC_MODE_EXTINT 0x7
 
@@ -450,8 +450,8 @@ static void text_add(struct text *t, const char *fmt, ...)
 static void add_segment(struct text *t, const char *name, const struct kvm_segment *s)
 {
     text_add(t, "  %-3s sel=%04x base=%016llx limit=%08x type=%x dpl=%u p=%u db=%u l=%u g=%u\n",
-             name, s->selector, (unsigned long long)s->base, s->limit, s->type, s->dpl,
-             s->present, s->db, s->l, s->g);
+             name, s->selector, (unsigned long long)s->base, s->limit, s->type, s->dpl, s->present,
+             s->db, s->l, s->g);
 }
 
 static void add_code_bytes(struct text *t, struct vcpu *vcpu, const struct kvm_regs *regs,
@@ -488,8 +488,7 @@ char *vcpu_state_report(struct vcpu *vcpu)
     text_add(&t, "  rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n", r.rax, r.rbx, r.rcx, r.rdx);
     text_add(&t, "  rsi=%016llx rdi=%016llx rsp=%016llx rbp=%016llx\n", r.rsi, r.rdi, r.rsp, r.rbp);
     text_add(&t, "  r8 =%016llx r9 =%016llx r10=%016llx r11=%016llx\n", r.r8, r.r9, r.r10, r.r11);
-    text_add(&t, "  r12=%016llx r13=%016llx r14=%016llx r15=%016llx\n", r.r12, r.r13, r.r14,
-             r.r15);
+    text_add(&t, "  r12=%016llx r13=%016llx r14=%016llx r15=%016llx\n", r.r12, r.r13, r.r14, r.r15);
     text_add(&t, "  rip=%016llx rflags=%016llx\n", r.rip, r.rflags);
     text_add(&t, "  cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%016llx\n", s.cr0, s.cr2,
              s.cr3, s.cr4, s.efer);

@@ -52,8 +52,7 @@ int vcpu_configure(struct vcpu *vcpu, const struct vm *vm, const struct kvm_cpui
                    unsigned int nr_vcpus, struct vr_error **err);
 
 /* Registers of the boot processor at the kernel's entry point. */
-int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *entry,
-                        struct vr_error **err);
+int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *entry, struct vr_error **err);
 
 int vcpu_start(struct vcpu *vcpu, struct vr_error **err);
 

@@ -89,8 +89,8 @@ int vm_open_kvm(struct vm *vm, const char *device, struct vr_error **err)
         return fd;
     version = ioctl(fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION)
-        return vr_error_new(err, ENOTSUP, "%s: KVM API version %d, vireo needs %d", device,
-                            version, KVM_API_VERSION);
+        return vr_error_new(err, ENOTSUP, "%s: KVM API version %d, vireo needs %d", device, version,
+                            KVM_API_VERSION);
     vm->sys_fd = fd;
     for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
         if (!vm_check_extension(vm, required_caps[i].cap)) {
@@ -127,9 +127,9 @@ static int add_memory_slots(struct vm *vm, const struct guest_memory *mem, struc
         };
 
         if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-            return vr_error_set(err, errno, "KVM_SET_USER_MEMORY_REGION slot %u (%llu MiB at 0x%llx)",
-                                i, (unsigned long long)(r->size >> 20),
-                                (unsigned long long)r->gpa);
+            return vr_error_set(err, errno,
+                                "KVM_SET_USER_MEMORY_REGION slot %u (%llu MiB at 0x%llx)", i,
+                                (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa);
     }
     return 0;
 }

@@ -16,7 +16,7 @@
 struct kvm_cpuid2;
 
 struct vm {
-    int sys_fd;         /* /dev/kvm */
+    int sys_fd; /* /dev/kvm */
     int vm_fd;
     int vcpu_mmap_size; /* size of each vCPU's kvm_run area */
     unsigned int max_vcpus;

@@ -21,20 +21,20 @@
 #define ACPI_CREATOR_ID   "VRVM"
 #define ACPI_HEADER_SIZE  36
 
-#define RSDP_SIZE         36
-#define FADT_SIZE         276
-#define FADT_REVISION     6
-#define FADT_MINOR        5
+#define RSDP_SIZE     36
+#define FADT_SIZE     276
+#define FADT_REVISION 6
+#define FADT_MINOR    5
 
 /* FADT fields (ACPI 6.5, table 5.9). */
-#define FADT_DSDT            40
-#define FADT_IAPC_BOOT_ARCH  109
-#define FADT_FLAGS           112
-#define FADT_MINOR_VERSION   131
-#define FADT_X_DSDT          140
-#define FADT_SLEEP_CONTROL   244
-#define FADT_SLEEP_STATUS    256
-#define FADT_HYPERVISOR_ID   268
+#define FADT_DSDT           40
+#define FADT_IAPC_BOOT_ARCH 109
+#define FADT_FLAGS          112
+#define FADT_MINOR_VERSION  131
+#define FADT_X_DSDT         140
+#define FADT_SLEEP_CONTROL  244
+#define FADT_SLEEP_STATUS   256
+#define FADT_HYPERVISOR_ID  268
 
 #define BOOT_ARCH_VGA_NOT_PRESENT 0x0004
 #define BOOT_ARCH_NO_CMOS_RTC     0x0020
@@ -42,18 +42,18 @@
 #define FADT_FLAG_SLP_BUTTON      (1u << 5) /* no fixed sleep button */
 #define FADT_FLAG_HW_REDUCED      (1u << 20)
 
-#define GAS_SYSTEM_IO  1
+#define GAS_SYSTEM_IO   1
 #define GAS_ACCESS_BYTE 1
 
-#define MADT_PCAT_COMPAT   1
-#define MADT_LAPIC         0
-#define MADT_IOAPIC        1
+#define MADT_PCAT_COMPAT     1
+#define MADT_LAPIC           0
+#define MADT_IOAPIC          1
 #define MADT_SOURCE_OVERRIDE 2
-#define MADT_LAPIC_NMI     4
+#define MADT_LAPIC_NMI       4
 
 struct table_writer {
-    uint8_t *base;   /* host address of LAYOUT_ACPI_START */
-    uint64_t used;   /* bytes used from LAYOUT_ACPI_START */
+    uint8_t *base; /* host address of LAYOUT_ACPI_START */
+    uint64_t used; /* bytes used from LAYOUT_ACPI_START */
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -227,8 +227,8 @@ static int write_madt(struct table_writer *w, const struct acpi_config *cfg, uin
     return 0;
 }
 
-static int write_xsdt(struct table_writer *w, const uint64_t *tables, unsigned int n,
-                      uint64_t *gpa, struct vr_error **err)
+static int write_xsdt(struct table_writer *w, const uint64_t *tables, unsigned int n, uint64_t *gpa,
+                      struct vr_error **err)
 {
     uint32_t len = ACPI_HEADER_SIZE + 8 * n;
     uint8_t *t = alloc_table(w, len, gpa);

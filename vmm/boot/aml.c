@@ -4,22 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AML_ZERO_OP      0x00
-#define AML_ONE_OP       0x01
-#define AML_NAME_OP      0x08
-#define AML_BYTE_PREFIX  0x0a
-#define AML_WORD_PREFIX  0x0b
-#define AML_DWORD_PREFIX 0x0c
+#define AML_ZERO_OP       0x00
+#define AML_ONE_OP        0x01
+#define AML_NAME_OP       0x08
+#define AML_BYTE_PREFIX   0x0a
+#define AML_WORD_PREFIX   0x0b
+#define AML_DWORD_PREFIX  0x0c
 #define AML_STRING_PREFIX 0x0d
-#define AML_QWORD_PREFIX 0x0e
-#define AML_SCOPE_OP     0x10
-#define AML_BUFFER_OP    0x11
-#define AML_PACKAGE_OP   0x12
-#define AML_EXT_PREFIX   0x5b
-#define AML_DEVICE_OP    0x82 /* after AML_EXT_PREFIX */
-#define AML_ROOT_CHAR    '\\'
-#define AML_DUAL_NAME    0x2e
-#define AML_MULTI_NAME   0x2f
+#define AML_QWORD_PREFIX  0x0e
+#define AML_SCOPE_OP      0x10
+#define AML_BUFFER_OP     0x11
+#define AML_PACKAGE_OP    0x12
+#define AML_EXT_PREFIX    0x5b
+#define AML_DEVICE_OP     0x82 /* after AML_EXT_PREFIX */
+#define AML_ROOT_CHAR     '\\'
+#define AML_DUAL_NAME     0x2e
+#define AML_MULTI_NAME    0x2f
 
 /* Marks carry this bit when the construct is a Buffer, whose size follows the PkgLength. */
 #define MARK_BUFFER ((size_t)1 << (sizeof(size_t) * 8 - 1))
@@ -252,8 +252,9 @@ void aml_close(struct aml *a, size_t mark)
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len)
 {
     /* I/O port descriptor, 16-bit decode, fixed range. */
-    uint8_t d[] = {0x47, 0x01, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)base,
-                   (uint8_t)(base >> 8), 0x01, len};
+    uint8_t d[] = {
+        0x47, 0x01, (uint8_t)base, (uint8_t)(base >> 8), (uint8_t)base, (uint8_t)(base >> 8),
+        0x01, len};
     aml_bytes(a, d, sizeof(d));
 }
 

@@ -39,8 +39,7 @@ static void file_unmap(struct file_map *f)
         close(f->fd);
 }
 
-static int file_map(const char *path, const char *what, struct file_map *f,
-                    struct vr_error **err)
+static int file_map(const char *path, const char *what, struct file_map *f, struct vr_error **err)
 {
     cleanup_close int fd = -1;
     uint64_t size;
@@ -66,9 +65,9 @@ static int file_map(const char *path, const char *what, struct file_map *f,
 struct loaded_kernel {
     enum boot_mode mode;
     uint64_t entry;
-    uint64_t end;          /* first guest address above the kernel */
-    uint64_t initrd_max;   /* highest address the initrd may end at */
-    uint64_t cmdline_max;  /* longest command line accepted, without NUL */
+    uint64_t end;         /* first guest address above the kernel */
+    uint64_t initrd_max;  /* highest address the initrd may end at */
+    uint64_t cmdline_max; /* longest command line accepted, without NUL */
     struct bzimage_info bz;
     uint8_t setup[BP_SIZE]; /* the image's first page, holding its setup header */
 };
@@ -123,10 +122,9 @@ static int load_elf(const struct guest_memory *mem, const struct file_map *f,
                                 "ELF segment at 0x%llx overlaps the boot area below 1 MiB",
                                 (unsigned long long)s->paddr);
         if (gpa_to_hva(mem, s->paddr, s->memsz) == NULL)
-            return vr_error_new(err, ENOMEM,
-                                "ELF segment 0x%llx-0x%llx does not fit in guest memory",
-                                (unsigned long long)s->paddr,
-                                (unsigned long long)(s->paddr + s->memsz));
+            return vr_error_new(
+                err, ENOMEM, "ELF segment 0x%llx-0x%llx does not fit in guest memory",
+                (unsigned long long)s->paddr, (unsigned long long)(s->paddr + s->memsz));
         if (s->filesz)
             ret = guest_memory_load(mem, s->paddr, f->fd, s->offset, s->filesz, "kernel", err);
         if (ret == 0)
@@ -223,8 +221,9 @@ static void put64(uint8_t *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
-static int write_zero_page(const struct guest_memory *mem, const struct loaded_kernel *k, uint64_t initrd, uint64_t initrd_size,
-                           uint64_t rsdp, struct vr_error **err)
+static int write_zero_page(const struct guest_memory *mem, const struct loaded_kernel *k,
+                           uint64_t initrd, uint64_t initrd_size, uint64_t rsdp,
+                           struct vr_error **err)
 {
     struct e820_entry map[E820_MAX_ENTRIES];
     unsigned int n = e820_build(mem, map);

@@ -22,7 +22,7 @@ struct boot_spec {
     const char *kernel_path;
     const char *initrd_path; /* NULL for none */
     const char *cmdline;
-    uint64_t rsdp;           /* guest address of the ACPI RSDP */
+    uint64_t rsdp; /* guest address of the ACPI RSDP */
 };
 
 /* Where and how the boot vCPU starts. */

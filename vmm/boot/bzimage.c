@@ -25,8 +25,7 @@ bool bzimage_detect(const uint8_t *buf, size_t len)
            memcmp(buf + BP_HEADER, "HdrS", 4) == 0;
 }
 
-int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info,
-                  struct vr_error **err)
+int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info, struct vr_error **err)
 {
     uint64_t setup_sects;
 
@@ -44,7 +43,8 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info,
                             info->version >> 8, info->version & 0xff);
     info->xloadflags = le16(buf + BP_XLOADFLAGS);
     if (!(info->xloadflags & XLF_KERNEL_64))
-        return vr_error_new(err, ENOEXEC, "bzImage has no 64-bit entry point (not an x86-64 kernel)");
+        return vr_error_new(err, ENOEXEC,
+                            "bzImage has no 64-bit entry point (not an x86-64 kernel)");
     if (!(buf[BP_LOADFLAGS] & LOADFLAGS_LOADED_HIGH))
         return vr_error_new(err, ENOEXEC, "zImage (loaded low) kernels are not supported");
 
@@ -69,8 +69,8 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info,
     info->pref_address = le64(buf + BP_PREF_ADDRESS);
     info->kernel_alignment = le32(buf + BP_KERNEL_ALIGNMENT);
     info->relocatable = buf[BP_RELOCATABLE] != 0;
-    if (info->relocatable && (info->kernel_alignment == 0 ||
-                              (info->kernel_alignment & (info->kernel_alignment - 1))))
+    if (info->relocatable &&
+        (info->kernel_alignment == 0 || (info->kernel_alignment & (info->kernel_alignment - 1))))
         return vr_error_new(err, ENOEXEC, "bzImage kernel_alignment 0x%x is not a power of two",
                             info->kernel_alignment);
     if (info->pref_address > UINT64_MAX / 2 || info->init_size > UINT64_MAX / 4)

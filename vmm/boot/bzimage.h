@@ -38,9 +38,9 @@
 #define BP_E820_MAX          128
 #define BP_SIZE              4096
 
-#define LOADFLAGS_LOADED_HIGH 0x01
-#define LOADFLAGS_CAN_USE_HEAP 0x80
-#define XLF_KERNEL_64          0x01
+#define LOADFLAGS_LOADED_HIGH      0x01
+#define LOADFLAGS_CAN_USE_HEAP     0x80
+#define XLF_KERNEL_64              0x01
 #define XLF_CAN_BE_LOADED_ABOVE_4G 0x02
 
 struct bzimage_info {
@@ -48,10 +48,10 @@ struct bzimage_info {
     uint32_t header_end;     /* first byte after the setup header */
     uint64_t payload_offset; /* protected-mode kernel within the file */
     uint64_t payload_size;
-    uint32_t cmdline_max;    /* longest command line the kernel accepts, without NUL */
+    uint32_t cmdline_max; /* longest command line the kernel accepts, without NUL */
     uint32_t initrd_addr_max;
-    uint64_t init_size;      /* memory the kernel needs from its runtime start address */
-    uint64_t pref_address;   /* where it prefers to run (LOAD_PHYSICAL_ADDR) */
+    uint64_t init_size;    /* memory the kernel needs from its runtime start address */
+    uint64_t pref_address; /* where it prefers to run (LOAD_PHYSICAL_ADDR) */
     uint32_t kernel_alignment;
     bool relocatable;
     uint16_t xloadflags;
@@ -68,7 +68,6 @@ uint64_t bzimage_runtime_start(const struct bzimage_info *info, uint64_t load_ad
 bool bzimage_detect(const uint8_t *buf, size_t len);
 
 /* Validate a whole bzImage file held in buf and describe it. */
-int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info,
-                  struct vr_error **err);
+int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info, struct vr_error **err);
 
 #endif

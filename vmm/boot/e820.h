@@ -7,8 +7,8 @@
 
 #include "../memory.h"
 
-#define E820_RAM      1
-#define E820_RESERVED 2
+#define E820_RAM         1
+#define E820_RESERVED    2
 #define E820_MAX_ENTRIES 8
 
 struct e820_entry {

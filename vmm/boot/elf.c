@@ -52,7 +52,8 @@ static int read_header(struct elf_view *v, struct vr_error **err)
         v->phentsize = eh.e_phentsize;
         v->phnum = eh.e_phnum;
         if (v->phentsize != sizeof(Elf64_Phdr))
-            return vr_error_new(err, ENOEXEC, "ELF program header size %u is invalid", v->phentsize);
+            return vr_error_new(err, ENOEXEC, "ELF program header size %u is invalid",
+                                v->phentsize);
     } else if (ident[EI_CLASS] == ELFCLASS32) {
         Elf32_Ehdr eh;
 
@@ -65,7 +66,8 @@ static int read_header(struct elf_view *v, struct vr_error **err)
         v->phentsize = eh.e_phentsize;
         v->phnum = eh.e_phnum;
         if (v->phentsize != sizeof(Elf32_Phdr))
-            return vr_error_new(err, ENOEXEC, "ELF program header size %u is invalid", v->phentsize);
+            return vr_error_new(err, ENOEXEC, "ELF program header size %u is invalid",
+                                v->phentsize);
     } else {
         return vr_error_new(err, ENOEXEC, "ELF class %u is unknown", ident[EI_CLASS]);
     }
@@ -138,8 +140,10 @@ static int add_load_segment(struct elf_pvh_info *info, const struct elf_view *v,
         return vr_error_new(err, ENOEXEC, "ELF file has more than %d loadable segments",
                             ELF_MAX_LOAD_SEGMENTS);
     if (!in_file(v, ph->offset, ph->filesz))
-        return vr_error_new(err, ENOEXEC, "ELF segment at file offset 0x%llx runs past the end "
-                            "of the file (truncated?)", (unsigned long long)ph->offset);
+        return vr_error_new(err, ENOEXEC,
+                            "ELF segment at file offset 0x%llx runs past the end "
+                            "of the file (truncated?)",
+                            (unsigned long long)ph->offset);
     if (ph->memsz < ph->filesz || ph->paddr + ph->memsz < ph->paddr)
         return vr_error_new(err, ENOEXEC, "ELF segment at 0x%llx has inconsistent sizes",
                             (unsigned long long)ph->paddr);
@@ -148,8 +152,7 @@ static int add_load_segment(struct elf_pvh_info *info, const struct elf_view *v,
     return 0;
 }
 
-int elf_pvh_parse(const uint8_t *buf, size_t len, struct elf_pvh_info *info,
-                  struct vr_error **err)
+int elf_pvh_parse(const uint8_t *buf, size_t len, struct elf_pvh_info *info, struct vr_error **err)
 {
     struct elf_view v = {.buf = buf, .len = len};
     bool have_entry = false;

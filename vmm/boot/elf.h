@@ -32,7 +32,6 @@ struct elf_pvh_info {
 bool elf_detect(const uint8_t *buf, size_t len);
 
 /* Validate an ELF file (32- or 64-bit x86) and find its PT_LOAD segments and PVH entry. */
-int elf_pvh_parse(const uint8_t *buf, size_t len, struct elf_pvh_info *info,
-                  struct vr_error **err);
+int elf_pvh_parse(const uint8_t *buf, size_t len, struct elf_pvh_info *info, struct vr_error **err);
 
 #endif

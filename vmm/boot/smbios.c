@@ -147,7 +147,7 @@ int smbios_build(const struct guest_memory *mem, const uint8_t uuid[16], struct 
     ep[6] = ENTRY_POINT_SIZE;
     ep[7] = 3; /* SMBIOS 3.0 */
     ep[8] = 0;
-    ep[9] = 0; /* docrev */
+    ep[9] = 0;  /* docrev */
     ep[10] = 1; /* entry point revision: 3.0 */
     for (int i = 0; i < 4; i++)
         ep[12 + i] = (uint8_t)(w.len >> (8 * i));

@@ -71,8 +71,8 @@ int x86_write_boot_tables(const struct guest_memory *mem, enum boot_mode mode,
 {
     int ret;
 
-    ret = guest_memory_write(mem, LAYOUT_RESET_VECTOR, reset_vector_stub,
-                             sizeof(reset_vector_stub), err);
+    ret = guest_memory_write(mem, LAYOUT_RESET_VECTOR, reset_vector_stub, sizeof(reset_vector_stub),
+                             err);
     if (ret == 0)
         ret = guest_memory_write(mem, LAYOUT_GDT, gdt, sizeof(gdt), err);
     if (ret == 0) {

@@ -61,8 +61,7 @@ static const struct device_ops acpi_pm_ops = {
     .destroy = acpi_pm_destroy,
 };
 
-int acpi_pm_create(const struct system_control *control, struct device **out,
-                   struct vr_error **err)
+int acpi_pm_create(const struct system_control *control, struct device **out, struct vr_error **err)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
 

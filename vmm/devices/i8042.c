@@ -169,7 +169,7 @@ static void i8042_read(struct device *dev, uint64_t offset, uint8_t *data, uint3
         data[0] = k->status;
     } else {
         data[0] = k->obf;
-        k->status &= (uint8_t)~(STATUS_OBF | STATUS_TIMEOUT);
+        k->status &= (uint8_t) ~(STATUS_OBF | STATUS_TIMEOUT);
     }
     update_irq(k);
     pthread_mutex_unlock(&k->lock);

@@ -28,12 +28,12 @@
 #define IER_RLSI 0x04 /* receiver line status */
 #define IER_MSI  0x08 /* modem status */
 
-#define IIR_NO_INT   0x01
-#define IIR_MSI      0x00
-#define IIR_THRI     0x02
-#define IIR_RDI      0x04
-#define IIR_RLSI     0x06
-#define IIR_FIFO_ON  0xc0
+#define IIR_NO_INT  0x01
+#define IIR_MSI     0x00
+#define IIR_THRI    0x02
+#define IIR_RDI     0x04
+#define IIR_RLSI    0x06
+#define IIR_FIFO_ON 0xc0
 
 #define FCR_ENABLE   0x01
 #define FCR_CLEAR_RX 0x02
@@ -52,14 +52,14 @@
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
-#define MSR_DCTS 0x01
-#define MSR_DDSR 0x02
-#define MSR_TERI 0x04
-#define MSR_DDCD 0x08
-#define MSR_CTS  0x10
-#define MSR_DSR  0x20
-#define MSR_RI   0x40
-#define MSR_DCD  0x80
+#define MSR_DCTS       0x01
+#define MSR_DDSR       0x02
+#define MSR_TERI       0x04
+#define MSR_DDCD       0x08
+#define MSR_CTS        0x10
+#define MSR_DSR        0x20
+#define MSR_RI         0x40
+#define MSR_DCD        0x80
 #define MSR_DELTA_MASK 0x0f
 
 #define FIFO_SIZE 16
@@ -159,11 +159,11 @@ static void update_msr(struct serial *s)
         lines = MSR_CTS | MSR_DSR | MSR_DCD;
     }
     uint8_t changed = (uint8_t)((s->msr ^ lines) & 0xf0);
-    uint8_t delta = (uint8_t)(((changed & MSR_CTS) ? MSR_DCTS : 0) |
-                              ((changed & MSR_DSR) ? MSR_DDSR : 0) |
-                              ((changed & MSR_DCD) ? MSR_DDCD : 0) |
-                              /* TERI: trailing edge of RI only */
-                              (((s->msr & MSR_RI) && !(lines & MSR_RI)) ? MSR_TERI : 0));
+    uint8_t delta =
+        (uint8_t)(((changed & MSR_CTS) ? MSR_DCTS : 0) | ((changed & MSR_DSR) ? MSR_DDSR : 0) |
+                  ((changed & MSR_DCD) ? MSR_DDCD : 0) |
+                  /* TERI: trailing edge of RI only */
+                  (((s->msr & MSR_RI) && !(lines & MSR_RI)) ? MSR_TERI : 0));
     s->msr = (uint8_t)(lines | (s->msr & MSR_DELTA_MASK) | delta);
 }
 
@@ -223,7 +223,7 @@ static void serial_read(struct device *dev, uint64_t offset, uint8_t *data, uint
         break;
     case REG_LSR:
         value = s->lsr | LSR_THRE | LSR_TEMT;
-        s->lsr &= (uint8_t)~(LSR_OE | LSR_BI); /* error bits clear on read */
+        s->lsr &= (uint8_t) ~(LSR_OE | LSR_BI); /* error bits clear on read */
         break;
     case REG_MSR:
         value = s->msr;
