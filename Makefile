@@ -99,15 +99,9 @@ fuzz: $(FUZZ_TARGETS)
 test-fuzz: fuzz
 	tests/run-fuzz $(FUZZ_TARGETS)
 
+# Every tier in order, with one total line at the end (tests/run-all).
 test: deps
-	$(MAKE) --no-print-directory vmm
-	$(MAKE) --no-print-directory test-clang
-	$(MAKE) --no-print-directory test-unit
-	$(MAKE) --no-print-directory test-payloads
-	$(MAKE) --no-print-directory test-asan
-	$(MAKE) --no-print-directory test-fuzz
-	$(MAKE) --no-print-directory test-e2e
-	@echo "make test: all tiers done"
+	tests/run-all
 
 # --- guests, sandbox, demo, benchmarks ----------------------------------------------------
 deps:
