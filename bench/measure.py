@@ -111,8 +111,12 @@ def boot_to_marker(argv, sample_rss):
 def main():
     g = guest_dir()
     results = []
+    # VIREO_BENCH_KERNEL picks the kernel (default: the guest's Debian cloud kernel).
+    kernel = os.environ.get("VIREO_BENCH_KERNEL") or os.path.join(g, "vmlinuz")
+    kernel_name = "%s (%.1f MiB)" % (os.path.basename(os.path.dirname(kernel)) + "/" +
+                                     os.path.basename(kernel), os.path.getsize(kernel) / 2**20)
     # The init waits forever after its command, so the VM is still up when RSS is read.
-    cmds = commands(os.path.join(g, "vmlinuz"), os.path.join(g, "initramfs.cpio.gz"),
+    cmds = commands(kernel, os.path.join(g, "initramfs.cpio.gz"),
                     CMDLINE + " vireo.end=none -- true")
     env_name = "sandbox (QEMU TCG, nested kvm_amd)" if os.environ.get("VIREO_IN_SANDBOX") \
         else "host (%s)" % next((m for m in ("kvm_intel", "kvm_amd", "kvm_pvm")
@@ -144,6 +148,7 @@ def main():
                                 "guest_touched_mib": statistics.median(
                                     r for _, r in overheads) / 1024 if overheads else None})
     for r in results:
+        r["kernel"] = kernel_name
         print(json.dumps(r), flush=True)
     print("commands: " + json.dumps(cmds))
 

@@ -331,14 +331,23 @@ static int setup_event_sources(struct machine *m, struct vr_error **err)
     return event_loop_add(&m->loop, &m->signals, EPOLLIN, err);
 }
 
-static int create_vcpus(struct machine *m, const struct boot_entry *entry, struct vr_error **err)
+static int create_vcpus(struct machine *m, struct vr_error **err)
 {
     cleanup_free struct kvm_cpuid2 *cpuid = NULL;
+    cleanup_free uint32_t *msr_indices = NULL;
+    struct vcpu_platform platform = {
+        .nr_vcpus = m->nr_vcpus,
+        .tsc_deadline = vm_check_extension(&m->vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+    };
     int ret;
 
     ret = vm_supported_cpuid(&m->vm, &cpuid, err);
+    if (ret == 0)
+        ret = vm_msr_index_list(&m->vm, &msr_indices, &platform.nr_msr_indices, err);
     if (ret < 0)
         return ret;
+    platform.cpuid = cpuid;
+    platform.msr_indices = msr_indices;
     m->vcpus = calloc(m->nr_vcpus, sizeof(*m->vcpus));
     if (m->vcpus == NULL)
         return vr_error_set(err, ENOMEM, "allocate vCPUs");
@@ -355,23 +364,60 @@ static int create_vcpus(struct machine *m, const struct boot_entry *entry, struc
     for (unsigned int i = 0; i < m->nr_vcpus; i++) {
         ret = vcpu_create(&m->vcpus[i], &m->vm, i, &m->vcpu_env, &m->stopping, err);
         if (ret == 0)
-            ret = vcpu_configure(&m->vcpus[i], &m->vm, cpuid, m->nr_vcpus, err);
+            ret = vcpu_configure(&m->vcpus[i], &platform, err);
         if (ret < 0)
             return ret;
     }
-    /* Only the boot processor starts at the kernel; the others wait for INIT/SIPI. */
-    return vcpu_set_boot_state(&m->vcpus[0], entry, err);
+    return 0;
+}
+
+/*
+ * Loading the kernel and initrd (copying megabytes into fresh guest pages)
+ * is the slowest part of start-up; it runs on its own thread while the
+ * main thread creates the VM, its devices and vCPUs.
+ */
+struct loader {
+    pthread_t thread;
+    const struct guest_memory *mem;
+    struct boot_spec spec;
+    struct boot_entry entry;
+    struct vr_error *err;
+    int ret;
+};
+
+static void *loader_thread(void *arg)
+{
+    struct loader *l = arg;
+
+    l->ret = boot_load(l->mem, &l->spec, &l->entry, &l->err);
+    return NULL;
+}
+
+static int start_loader(struct loader *l, struct vr_error **err)
+{
+    int ret = pthread_create(&l->thread, NULL, loader_thread, l);
+
+    return ret ? vr_error_set(err, ret, "start the kernel loader thread") : 0;
+}
+
+/* Join the loader; its error, if any, becomes the caller's. */
+static int finish_loader(struct loader *l, struct vr_error **err)
+{
+    pthread_join(l->thread, NULL);
+    if (l->ret < 0) {
+        vr_error_free(err);
+        *err = steal_ptr(&l->err);
+    }
+    return l->ret;
 }
 
 static int build(struct machine *m, const struct machine_config *cfg, struct vr_error **err)
 {
-    struct boot_entry entry;
-    struct boot_spec spec = {
-        .kernel_path = cfg->kernel,
-        .initrd_path = cfg->initrd,
-        .cmdline = cfg->cmdline,
+    struct loader loader = {
+        .mem = &m->mem,
+        .spec = {.kernel_path = cfg->kernel, .initrd_path = cfg->initrd, .cmdline = cfg->cmdline},
     };
-    int ret;
+    int ret, load_ret;
 
     ret = check_memory(cfg->memory, err);
     if (ret < 0)
@@ -384,24 +430,34 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     if (ret == 0)
         ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
     if (ret == 0)
-        ret = build_acpi(m, &spec.rsdp, err);
+        ret = build_acpi(m, &loader.spec.rsdp, err);
     if (ret == 0)
         ret = build_smbios(m, err);
     if (ret == 0)
-        ret = boot_load(&m->mem, &spec, &entry, err);
-    /* Inputs are all checked by now, so a bad one is named even on such a host. */
-    if (ret == 0)
-        ret = check_backend(&m->vm, cfg->force, err);
-    if (ret == 0)
-        ret = vm_create(&m->vm, &m->mem, err);
-    if (ret == 0)
-        ret = console_create(&cfg->console, &m->console, err);
+        ret = start_loader(&loader, err);
+    if (ret < 0)
+        return ret;
+    /* Meanwhile: the VM, its devices and vCPUs. */
+    ret = vm_create(&m->vm, &m->mem, err);
     if (ret == 0)
         ret = build_devices(m, err);
     if (ret == 0)
         ret = setup_event_sources(m, err);
     if (ret == 0)
-        ret = create_vcpus(m, &entry, err);
+        ret = create_vcpus(m, err);
+    /* A bad kernel or initrd is reported before anything else, as the user's first problem. */
+    load_ret = finish_loader(&loader, err);
+    if (load_ret < 0)
+        return load_ret;
+    if (ret < 0)
+        return ret;
+    /* Inputs are all checked by now, so a bad one is named even on such a host. */
+    ret = check_backend(&m->vm, cfg->force, err);
+    if (ret == 0)
+        ret = console_create(&cfg->console, &m->console, err);
+    /* Only the boot processor starts at the kernel; the others wait for INIT/SIPI. */
+    if (ret == 0)
+        ret = vcpu_set_boot_state(&m->vcpus[0], &loader.entry, err);
     return ret;
 }
 

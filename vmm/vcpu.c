@@ -77,50 +77,41 @@ int vcpu_create(struct vcpu *vcpu, const struct vm *vm, unsigned int index,
     return 0;
 }
 
-static int set_cpuid(struct vcpu *vcpu, const struct vm *vm, const struct kvm_cpuid2 *supported,
-                     unsigned int nr_vcpus, struct vr_error **err)
+static int set_cpuid(struct vcpu *vcpu, const struct vcpu_platform *p, struct vr_error **err)
 {
-    size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+    size_t size = sizeof(*p->cpuid) + p->cpuid->nent * sizeof(p->cpuid->entries[0]);
     cleanup_free struct kvm_cpuid2 *cpuid = malloc(size);
-    struct cpuid_options opts = {
-        .nr_vcpus = nr_vcpus,
-        .tsc_deadline = vm_check_extension(vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
-    };
+    struct cpuid_options opts = {.nr_vcpus = p->nr_vcpus, .tsc_deadline = p->tsc_deadline};
 
     if (cpuid == NULL)
         return vr_error_set(err, ENOMEM, "allocate CPUID");
-    memcpy(cpuid, supported, size);
+    memcpy(cpuid, p->cpuid, size);
     cpuid_normalize(cpuid, &opts, vcpu->index);
     if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
         return vr_error_set(err, errno, "KVM_SET_CPUID2");
     return 0;
 }
 
-static bool msr_listed(const uint32_t *list, uint32_t count, uint32_t index)
+static bool msr_listed(const struct vcpu_platform *p, uint32_t index)
 {
-    for (uint32_t i = 0; i < count; i++) {
-        if (list[i] == index)
+    for (uint32_t i = 0; i < p->nr_msr_indices; i++) {
+        if (p->msr_indices[i] == index)
             return true;
     }
     return false;
 }
 
-static int set_msrs(struct vcpu *vcpu, const struct vm *vm, struct vr_error **err)
+static int set_msrs(struct vcpu *vcpu, const struct vcpu_platform *p, struct vr_error **err)
 {
     cleanup_free struct kvm_msrs *msrs =
         calloc(1, sizeof(*msrs) + ARRAY_SIZE(reset_msrs) * sizeof(struct kvm_msr_entry));
-    cleanup_free uint32_t *supported = NULL;
-    uint32_t count = 0;
     int ret;
 
     if (msrs == NULL)
         return vr_error_set(err, ENOMEM, "allocate MSR list");
-    ret = vm_msr_index_list(vm, &supported, &count, err);
-    if (ret < 0)
-        return ret;
     /* Only MSRs this KVM saves and restores; others it would reject. */
     for (size_t i = 0; i < ARRAY_SIZE(reset_msrs); i++) {
-        if (!msr_listed(supported, count, reset_msrs[i].index))
+        if (!msr_listed(p, reset_msrs[i].index))
             continue;
         msrs->entries[msrs->nmsrs].index = reset_msrs[i].index;
         msrs->entries[msrs->nmsrs].data = reset_msrs[i].value;
@@ -170,13 +161,12 @@ static int set_lapic(struct vcpu *vcpu, struct vr_error **err)
     return 0;
 }
 
-int vcpu_configure(struct vcpu *vcpu, const struct vm *vm, const struct kvm_cpuid2 *supported,
-                   unsigned int nr_vcpus, struct vr_error **err)
+int vcpu_configure(struct vcpu *vcpu, const struct vcpu_platform *platform, struct vr_error **err)
 {
-    int ret = set_cpuid(vcpu, vm, supported, nr_vcpus, err);
+    int ret = set_cpuid(vcpu, platform, err);
 
     if (ret == 0)
-        ret = set_msrs(vcpu, vm, err);
+        ret = set_msrs(vcpu, platform, err);
     if (ret == 0)
         ret = set_fpu(vcpu, err);
     if (ret == 0)

@@ -47,9 +47,17 @@ struct vcpu {
 int vcpu_create(struct vcpu *vcpu, const struct vm *vm, unsigned int index,
                 const struct vcpu_env *env, volatile int *stopping, struct vr_error **err);
 
+/* What KVM offers every vCPU of a VM; the machine queries it once. */
+struct vcpu_platform {
+    const struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID */
+    const uint32_t *msr_indices;    /* KVM_GET_MSR_INDEX_LIST */
+    uint32_t nr_msr_indices;
+    unsigned int nr_vcpus;
+    bool tsc_deadline; /* KVM_CAP_TSC_DEADLINE_TIMER */
+};
+
 /* CPUID, MSRs, FPU and LAPIC setup common to all vCPUs. */
-int vcpu_configure(struct vcpu *vcpu, const struct vm *vm, const struct kvm_cpuid2 *supported,
-                   unsigned int nr_vcpus, struct vr_error **err);
+int vcpu_configure(struct vcpu *vcpu, const struct vcpu_platform *platform, struct vr_error **err);
 
 /* Registers of the boot processor at the kernel's entry point. */
 int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *entry, struct vr_error **err);
