@@ -19,7 +19,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("VIREO_BUILD", "build"))
 RUNS = int(os.environ.get("VIREO_BENCH_RUNS", "5"))
+# (a) takes milliseconds, so it gets more samples: a host that is itself a VM is noisy.
+RUNS_A = int(os.environ.get("VIREO_BENCH_RUNS_A", "21"))
 MARKER = b"vireo-guest: init started"
+BOOT_TIMEOUT = 60  # a boot that has not reached init by then counts as hung
 MEMORY_MIB = 128
 CMDLINE = "console=ttyS0 reboot=k quiet"
 
@@ -39,6 +42,10 @@ def commands(kernel, initrd, cmdline):
             "-nographic", "-no-reboot", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
             "-append", cmdline]
     return {"vireo-vmm": vireo, "qemu-microvm": qemu}
+
+
+def progress(*args):
+    print("measure:", *args, file=sys.stderr, flush=True)
 
 
 def first_kvm_run(argv):
@@ -98,7 +105,7 @@ def boot_to_marker(argv, sample_rss):
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
-    seen = read_until(proc, MARKER, 300)
+    seen = read_until(proc, MARKER, BOOT_TIMEOUT)
     rss = None
     if seen is not None and sample_rss:
         time.sleep(1.0)
@@ -124,7 +131,8 @@ def main():
     only = sys.argv[1:] or ["a", "b", "c"]
     for name, argv in cmds.items():
         if "a" in only:
-            samples = [first_kvm_run(argv) for _ in range(RUNS)]
+            progress("(a)", name)
+            samples = [first_kvm_run(argv) for _ in range(RUNS_A)]
             samples = [s for s in samples if s]
             results.append({"metric": "a", "vmm": name, "env": env_name,
                             "median_ms": statistics.median(samples) / 1e6 if samples else None,
@@ -132,15 +140,19 @@ def main():
         if "b" in only or "c" in only:
             times, overheads = [], []
             for i in range(RUNS):
+                progress("(b, c)", name, "run", i + 1)
                 t, rss = boot_to_marker(argv, sample_rss=("b" in only))
                 if t is not None:
                     times.append(t)
+                else:
+                    progress("(b, c)", name, "run", i + 1, "did not reach init in %d s" % BOOT_TIMEOUT)
                 if rss:
                     overheads.append((rss[0] - rss[1], rss[1]))
             if "c" in only:
                 results.append({"metric": "c", "vmm": name, "env": env_name,
                                 "median_s": statistics.median(times) if times else None,
-                                "samples_s": [round(t, 3) for t in times]})
+                                "samples_s": [round(t, 3) for t in times],
+                                "hung": RUNS - len(times)})
             if "b" in only:
                 results.append({"metric": "b", "vmm": name, "env": env_name,
                                 "median_overhead_mib": statistics.median(
