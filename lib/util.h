@@ -17,6 +17,25 @@
 #define ALIGN_DOWN(x, a) ((x) & ~((uint64_t)(a)-1))
 #define ALIGN_UP(x, a)   ALIGN_DOWN((x) + (a)-1, (a))
 
+/* Little-endian stores into guest-visible structures, whatever the host's byte order. */
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /*
  * Parse a size such as "256", "256M", "1G", "512K". A number without suffix
  * is in units of `default_unit` bytes. Rejects garbage, overflow and zero

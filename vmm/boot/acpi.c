@@ -56,24 +56,6 @@ struct table_writer {
     uint64_t used; /* bytes used from LAYOUT_ACPI_START */
 };
 
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint8_t checksum(const uint8_t *p, size_t len)
 {
     uint8_t sum = 0;
@@ -99,13 +81,13 @@ static uint8_t *alloc_table(struct table_writer *w, size_t len, uint64_t *gpa)
 static void header(uint8_t *t, const char *signature, uint32_t len, uint8_t revision)
 {
     memcpy(t, signature, 4);
-    put32(t + 4, len);
+    put_le32(t + 4, len);
     t[8] = revision;
     memcpy(t + 10, ACPI_OEM_ID, 6);
     memcpy(t + 16, ACPI_OEM_TABLE_ID, 8);
-    put32(t + 24, 1);
+    put_le32(t + 24, 1);
     memcpy(t + 28, ACPI_CREATOR_ID, 4);
-    put32(t + 32, 1);
+    put_le32(t + 32, 1);
 }
 
 static void finish(uint8_t *t, uint32_t len)
@@ -119,7 +101,7 @@ static void gas_io(uint8_t *p, uint16_t port)
     p[1] = 8; /* register bit width */
     p[2] = 0;
     p[3] = GAS_ACCESS_BYTE;
-    put64(p + 4, port);
+    put_le64(p + 4, port);
 }
 
 static int build_dsdt_aml(const struct acpi_config *cfg, struct aml *a)
@@ -171,11 +153,11 @@ static int write_fadt(struct table_writer *w, const struct acpi_config *cfg, uin
     if (t == NULL)
         return vr_error_new(err, ENOSPC, "ACPI tables do not fit below 1 MiB");
     header(t, "FACP", FADT_SIZE, FADT_REVISION);
-    put32(t + FADT_DSDT, (uint32_t)dsdt);
-    put64(t + FADT_X_DSDT, dsdt);
+    put_le32(t + FADT_DSDT, (uint32_t)dsdt);
+    put_le64(t + FADT_X_DSDT, dsdt);
     /* No VGA, no CMOS clock, no 8042 advertised: the guest skips probing them. */
-    put16(t + FADT_IAPC_BOOT_ARCH, BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_NO_CMOS_RTC);
-    put32(t + FADT_FLAGS, FADT_FLAG_HW_REDUCED | FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON);
+    put_le16(t + FADT_IAPC_BOOT_ARCH, BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_NO_CMOS_RTC);
+    put_le32(t + FADT_FLAGS, FADT_FLAG_HW_REDUCED | FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON);
     t[FADT_MINOR_VERSION] = FADT_MINOR;
     gas_io(t + FADT_SLEEP_CONTROL, cfg->sleep_control_port);
     gas_io(t + FADT_SLEEP_STATUS, cfg->sleep_status_port);
@@ -193,35 +175,35 @@ static int write_madt(struct table_writer *w, const struct acpi_config *cfg, uin
     if (t == NULL)
         return vr_error_new(err, ENOSPC, "ACPI tables do not fit below 1 MiB");
     header(t, "APIC", len, 5);
-    put32(t + 36, (uint32_t)LAYOUT_LAPIC);
-    put32(t + 40, MADT_PCAT_COMPAT); /* the in-kernel 8259 pair exists */
+    put_le32(t + 36, (uint32_t)LAYOUT_LAPIC);
+    put_le32(t + 40, MADT_PCAT_COMPAT); /* the in-kernel 8259 pair exists */
     p = t + 44;
     for (unsigned int i = 0; i < cfg->nr_cpus; i++, p += 8) {
         p[0] = MADT_LAPIC;
         p[1] = 8;
-        p[2] = (uint8_t)i; /* ACPI processor UID */
-        p[3] = (uint8_t)i; /* APIC ID, as in CPUID */
-        put32(p + 4, 1);   /* enabled */
+        p[2] = (uint8_t)i;  /* ACPI processor UID */
+        p[3] = (uint8_t)i;  /* APIC ID, as in CPUID */
+        put_le32(p + 4, 1); /* enabled */
     }
     p[0] = MADT_IOAPIC;
     p[1] = 12;
     p[2] = 0; /* IOAPIC ID */
-    put32(p + 4, (uint32_t)LAYOUT_IOAPIC);
-    put32(p + 8, 0); /* GSI base */
+    put_le32(p + 4, (uint32_t)LAYOUT_IOAPIC);
+    put_le32(p + 8, 0); /* GSI base */
     p += 12;
     /* ISA IRQ 0 (PIT) arrives at IOAPIC pin 2, as on PC chipsets. */
     p[0] = MADT_SOURCE_OVERRIDE;
     p[1] = 10;
     p[2] = 0; /* ISA bus */
     p[3] = 0; /* IRQ 0 */
-    put32(p + 4, 2);
-    put16(p + 8, 0); /* bus-conforming polarity and trigger */
+    put_le32(p + 4, 2);
+    put_le16(p + 8, 0); /* bus-conforming polarity and trigger */
     p += 10;
     /* LINT1 of every processor is NMI. */
     p[0] = MADT_LAPIC_NMI;
     p[1] = 6;
     p[2] = 0xff; /* all processors */
-    put16(p + 3, 0);
+    put_le16(p + 3, 0);
     p[5] = 1;
     finish(t, len);
     return 0;
@@ -237,7 +219,7 @@ static int write_xsdt(struct table_writer *w, const uint64_t *tables, unsigned i
         return vr_error_new(err, ENOSPC, "ACPI tables do not fit below 1 MiB");
     header(t, "XSDT", len, 1);
     for (unsigned int i = 0; i < n; i++)
-        put64(t + ACPI_HEADER_SIZE + 8 * i, tables[i]);
+        put_le64(t + ACPI_HEADER_SIZE + 8 * i, tables[i]);
     finish(t, len);
     return 0;
 }
@@ -247,8 +229,8 @@ static void write_rsdp(uint8_t *r, uint64_t xsdt)
     memcpy(r, "RSD PTR ", 8);
     memcpy(r + 9, ACPI_OEM_ID, 6);
     r[15] = 2; /* ACPI 2.0+ RSDP, with XSDT */
-    put32(r + 20, RSDP_SIZE);
-    put64(r + 24, xsdt);
+    put_le32(r + 20, RSDP_SIZE);
+    put_le64(r + 24, xsdt);
     r[8] = checksum(r, 20);
     r[32] = checksum(r, RSDP_SIZE);
 }

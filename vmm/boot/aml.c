@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lib/util.h"
+
 #define AML_ZERO_OP       0x00
 #define AML_ONE_OP        0x01
 #define AML_NAME_OP       0x08
@@ -109,8 +111,7 @@ void aml_integer(struct aml *a, uint64_t value)
 {
     uint8_t le[8];
 
-    for (int i = 0; i < 8; i++)
-        le[i] = (uint8_t)(value >> (8 * i));
+    put_le64(le, value);
     if (value == 0) {
         aml_byte(a, AML_ZERO_OP);
     } else if (value == 1) {

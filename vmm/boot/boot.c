@@ -211,16 +211,6 @@ static int write_cmdline(const struct guest_memory *mem, const char *cmdline, ui
     return guest_memory_write(mem, LAYOUT_CMDLINE, cmdline, len + 1, err);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
 static int write_zero_page(const struct guest_memory *mem, const struct loaded_kernel *k,
                            uint64_t initrd, uint64_t initrd_size, uint64_t rsdp,
                            struct vr_error **err)
@@ -239,18 +229,18 @@ static int write_zero_page(const struct guest_memory *mem, const struct loaded_k
     zp[BP_LOADFLAGS] |= LOADFLAGS_CAN_USE_HEAP;
     zp[BP_HEAP_END_PTR] = 0x00;
     zp[BP_HEAP_END_PTR + 1] = 0xfe;
-    put32(zp + BP_CMD_LINE_PTR, (uint32_t)LAYOUT_CMDLINE);
-    put32(zp + BP_RAMDISK_IMAGE, (uint32_t)initrd);
-    put32(zp + BP_RAMDISK_SIZE, (uint32_t)initrd_size);
-    put32(zp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd >> 32));
-    put32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
-    put64(zp + BP_ACPI_RSDP_ADDR, rsdp);
+    put_le32(zp + BP_CMD_LINE_PTR, (uint32_t)LAYOUT_CMDLINE);
+    put_le32(zp + BP_RAMDISK_IMAGE, (uint32_t)initrd);
+    put_le32(zp + BP_RAMDISK_SIZE, (uint32_t)initrd_size);
+    put_le32(zp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd >> 32));
+    put_le32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
+    put_le64(zp + BP_ACPI_RSDP_ADDR, rsdp);
     zp[BP_E820_ENTRIES] = (uint8_t)n;
     for (unsigned int i = 0; i < n; i++) {
         uint8_t *e = zp + BP_E820_TABLE + 20 * i;
-        put64(e, map[i].addr);
-        put64(e + 8, map[i].size);
-        put32(e + 16, map[i].type);
+        put_le64(e, map[i].addr);
+        put_le64(e + 8, map[i].size);
+        put_le32(e + 16, map[i].type);
     }
     return 0;
 }
@@ -266,24 +256,24 @@ static int write_pvh_start_info(const struct guest_memory *mem, uint64_t initrd,
         return vr_error_new(err, ERANGE, "guest RAM does not cover the PVH start info");
     memset(info, 0, LAYOUT_PVH_END - LAYOUT_PVH_INFO);
     /* struct hvm_start_info, version 1 (with the memory map). */
-    put32(info + 0, HVM_START_MAGIC);
-    put32(info + 4, HVM_START_VERSION);
-    put32(info + 12, initrd_size ? 1 : 0); /* nr_modules */
-    put64(info + 16, LAYOUT_PVH_MODLIST);
-    put64(info + 24, LAYOUT_CMDLINE);
-    put64(info + 32, rsdp);
-    put64(info + 40, LAYOUT_PVH_MEMMAP);
-    put32(info + 48, n);
+    put_le32(info + 0, HVM_START_MAGIC);
+    put_le32(info + 4, HVM_START_VERSION);
+    put_le32(info + 12, initrd_size ? 1 : 0); /* nr_modules */
+    put_le64(info + 16, LAYOUT_PVH_MODLIST);
+    put_le64(info + 24, LAYOUT_CMDLINE);
+    put_le64(info + 32, rsdp);
+    put_le64(info + 40, LAYOUT_PVH_MEMMAP);
+    put_le32(info + 48, n);
     if (initrd_size) {
         uint8_t *mod = info + (LAYOUT_PVH_MODLIST - LAYOUT_PVH_INFO);
-        put64(mod + 0, initrd);
-        put64(mod + 8, initrd_size);
+        put_le64(mod + 0, initrd);
+        put_le64(mod + 8, initrd_size);
     }
     for (unsigned int i = 0; i < n; i++) {
         uint8_t *e = info + (LAYOUT_PVH_MEMMAP - LAYOUT_PVH_INFO) + 24 * i;
-        put64(e, map[i].addr);
-        put64(e + 8, map[i].size);
-        put32(e + 16, map[i].type);
+        put_le64(e, map[i].addr);
+        put_le64(e + 8, map[i].size);
+        put_le32(e + 16, map[i].type);
     }
     return 0;
 }

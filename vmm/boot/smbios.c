@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../../lib/util.h"
 #include "../layout.h"
 
 #ifndef VIREO_VERSION
@@ -53,8 +54,7 @@ static uint8_t *begin(struct writer *w, uint8_t type, uint8_t length)
     if (s) {
         s[0] = type;
         s[1] = length;
-        s[2] = (uint8_t)w->next_handle;
-        s[3] = (uint8_t)(w->next_handle >> 8);
+        put_le16(s + 2, w->next_handle);
         w->next_handle++;
     }
     return s;
@@ -149,10 +149,8 @@ int smbios_build(const struct guest_memory *mem, const uint8_t uuid[16], struct 
     ep[8] = 0;
     ep[9] = 0;  /* docrev */
     ep[10] = 1; /* entry point revision: 3.0 */
-    for (int i = 0; i < 4; i++)
-        ep[12 + i] = (uint8_t)(w.len >> (8 * i));
-    for (int i = 0; i < 8; i++)
-        ep[16 + i] = (uint8_t)(table >> (8 * i));
+    put_le32(ep + 12, (uint32_t)w.len);
+    put_le64(ep + 16, table);
     ep[5] = checksum(ep, ENTRY_POINT_SIZE);
     return 0;
 }
