@@ -35,7 +35,7 @@ def boot(command, kernel=BZIMAGE, cpus=1, memory="256", extra_cmdline="", timeou
     """Boot, run `command`, power off. A boot that hangs (times out, as opposed to
     giving a wrong result) is tried once more, saying so: in the sandbox, nested
     KVM on QEMU's emulated SVM has been seen to lose a wakeup between vCPUs
-    (one vCPU spinning, the other halted), rarely, with either VMM."""
+    (one vCPU spinning, the other halted), rarely; see docs/performance.md."""
     cmdline = "console=ttyS0 reboot=k %s -- %s" % (extra_cmdline, command)
     argv = ["--kernel", kernel, "--initrd", INITRD, "--cpus", str(cpus), "--memory", memory,
             "--cmdline", cmdline]
