@@ -119,7 +119,11 @@ void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
-static int range_error(struct vr_error **err, uint64_t gpa, uint64_t len);
+static int range_error(struct vr_error **err, uint64_t gpa, uint64_t len)
+{
+    return vr_error_new(err, ERANGE, "guest range 0x%llx-0x%llx is outside guest RAM",
+                        (unsigned long long)gpa, (unsigned long long)(gpa + len));
+}
 
 int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void *src, uint64_t len,
                        struct vr_error **err)
@@ -130,19 +134,6 @@ int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void 
         return range_error(err, gpa, len);
     memcpy(dst, src, len);
     return 0;
-}
-
-static int range_error(struct vr_error **err, uint64_t gpa, uint64_t len)
-{
-    return vr_error_new(err, ERANGE, "guest range 0x%llx-0x%llx is outside guest RAM",
-                        (unsigned long long)gpa, (unsigned long long)(gpa + len));
-}
-
-/* For files that cannot be spliced: read through the VMM's view of guest RAM. */
-static int load_by_read(uint8_t *dst, int fd, uint64_t offset, uint64_t len, const char *name,
-                        struct vr_error **err)
-{
-    return read_full_at(fd, dst, len, (off_t)offset, name, err);
 }
 
 int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint64_t offset,
@@ -162,8 +153,9 @@ int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint
 
         if (n < 0 && errno == EINTR)
             continue;
+        /* Files that cannot be spliced are read through the VMM's view of guest RAM. */
         if (n < 0 && done == 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-            return load_by_read(dst, fd, offset, len, name, err);
+            return read_full_at(fd, dst, len, (off_t)offset, name, err);
         if (n < 0)
             return vr_error_set(err, errno, "read %s", name);
         if (n == 0)

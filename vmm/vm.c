@@ -12,6 +12,7 @@
 
 #include "../lib/cleanup.h"
 #include "../lib/log.h"
+#include "../lib/util.h"
 #include "layout.h"
 
 struct required_cap {
@@ -29,17 +30,22 @@ static const struct required_cap required_caps[] = {
     {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
 };
 
+static int check_extension(int fd, long cap)
+{
+    int ret = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+    return ret < 0 ? 0 : ret;
+}
+
 int vm_check_extension(const struct vm *vm, long cap)
 {
-    int ret = ioctl(vm->vm_fd >= 0 ? vm->vm_fd : vm->sys_fd, KVM_CHECK_EXTENSION, cap);
-    return ret < 0 ? 0 : ret;
+    return check_extension(vm->vm_fd >= 0 ? vm->vm_fd : vm->sys_fd, cap);
 }
 
 const char *vm_kvm_backend(void)
 {
     static const char *const modules[] = {"kvm_intel", "kvm_amd", "kvm_pvm"};
 
-    for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(modules); i++) {
         char path[64];
 
         snprintf(path, sizeof(path), "/sys/module/%s", modules[i]);
@@ -91,22 +97,17 @@ int vm_open_kvm(struct vm *vm, const char *device, struct vr_error **err)
     if (version != KVM_API_VERSION)
         return vr_error_new(err, ENOTSUP, "%s: KVM API version %d, vireo needs %d", device, version,
                             KVM_API_VERSION);
-    vm->sys_fd = fd;
-    for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
-        if (!vm_check_extension(vm, required_caps[i].cap)) {
-            vm->sys_fd = -1;
+    for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++) {
+        if (!check_extension(fd, required_caps[i].cap))
             return vr_error_new(err, ENOTSUP, "%s: KVM lacks %s, which vireo needs", device,
                                 required_caps[i].name);
-        }
     }
     vm->vcpu_mmap_size = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
-        vm->sys_fd = -1;
+    if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
         return vr_error_set(err, errno ? errno : EINVAL, "%s: KVM_GET_VCPU_MMAP_SIZE", device);
-    }
-    max = vm_check_extension(vm, KVM_CAP_MAX_VCPUS);
+    max = check_extension(fd, KVM_CAP_MAX_VCPUS);
     if (max <= 0)
-        max = vm_check_extension(vm, KVM_CAP_NR_VCPUS);
+        max = check_extension(fd, KVM_CAP_NR_VCPUS);
     if (max <= 0)
         max = 4; /* the KVM API's documented minimum when the capability is absent */
     vm->max_vcpus = (unsigned int)max;
