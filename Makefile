@@ -11,7 +11,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu17 $(WARNINGS) $(CFLAGS) -D_GNU_SOURCE -DVIREO_VERSION='"$(VERSION)"' \
               -fstack-protector-strong -D_FORTIFY_SOURCE=2 -pthread -MMD -MP
 LDFLAGS  ?=
-LDLIBS   := -pthread
+LDLIBS   := -pthread -luring
 
 LIB_SRCS := lib/err.c lib/log.c lib/util.c
 VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/machine.c vmm/memory.c \
@@ -19,7 +19,8 @@ VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/machine.c v
             vmm/boot/acpi.c vmm/boot/aml.c vmm/boot/boot.c vmm/boot/bzimage.c vmm/boot/e820.c \
             vmm/boot/elf.c vmm/boot/smbios.c vmm/boot/x86.c \
             vmm/devices/acpi_pm.c vmm/devices/i8042.c vmm/devices/pci_host.c \
-            vmm/devices/serial.c
+            vmm/devices/serial.c \
+            $(sort $(wildcard vmm/virtio/*.c vmm/backends/*.c))
 MAIN_SRC := vmm/main.c
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -92,7 +93,7 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 build-fuzz/%: fuzz/%.c $(VMM_SRCS) $(LIB_SRCS)
 	@mkdir -p build-fuzz
 	clang -std=gnu17 -g -O1 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(VMM_SRCS) $(LIB_SRCS)
+	  -o $@ $< $(VMM_SRCS) $(LIB_SRCS) $(LDLIBS)
 
 fuzz: $(FUZZ_TARGETS)
 
