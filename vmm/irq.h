@@ -21,4 +21,15 @@ static inline void irq_line_set(const struct irq_line *line, int level)
         line->set_level(line->ctx, line->gsi, level);
 }
 
+/*
+ * Message-signalled interrupts: a device owns an eventfd per vector that
+ * the machine binds to a GSI (KVM irqfd); when the guest programs a
+ * vector's address and data, the device asks the machine to route the GSI
+ * there. Called on vCPU threads.
+ */
+struct msi_router {
+    int (*set_route)(void *ctx, uint32_t gsi, uint64_t address, uint32_t data);
+    void *ctx;
+};
+
 #endif

@@ -31,6 +31,9 @@
 #include "layout.h"
 #include "memory.h"
 #include "vcpu.h"
+#include "virtio/mmio.h"
+#include "virtio/pci.h"
+#include "virtio/rng.h"
 #include "vm.h"
 
 /* Most vCPUs the MADT can describe with 8-bit xAPIC IDs (0xff is broadcast). */
@@ -39,6 +42,22 @@
 #define COM1_PORT 0x3f8
 #define COM1_IRQ  4
 #define KBD_IRQ   1
+
+#define MAX_VIRTIO_DEVICES 24
+/* IOAPIC pins for virtio-mmio devices: the ones no legacy device uses. */
+static const uint8_t virtio_mmio_irqs[] = {5, 6, 7, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+/* The first MSI GSI after the IOAPIC pins; each virtio-pci device takes queues + 1 of them. */
+#define FIRST_MSI_GSI VM_IOAPIC_PINS
+
+/* One virtio device and the transport that carries it. */
+struct virtio_slot {
+    struct virtio_device *vdev;
+    struct virtio_pci *pci; /* or */
+    struct virtio_mmio *mmio;
+    uint64_t base; /* BAR 0 or register window */
+    uint32_t irq;  /* virtio-mmio: IOAPIC pin; virtio-pci: first MSI GSI */
+    unsigned int pci_slot;
+};
 
 struct machine {
     struct vm vm;
@@ -54,6 +73,11 @@ struct machine {
     struct device *i8042;
     struct device *pci_host;
     struct device *acpi_pm;
+
+    enum virtio_transport_kind transport;
+    struct virtio_slot virtio[MAX_VIRTIO_DEVICES];
+    unsigned int nr_virtio;
+    char *cmdline; /* the user's, plus virtio_mmio.device= announcements */
 
     struct event_loop loop;
     struct event_source stop_event; /* eventfd, written by whoever stops the machine */
@@ -154,8 +178,59 @@ static size_t console_to_serial(void *ctx, const uint8_t *buf, size_t len)
     return serial_receive(m->serial, buf, len);
 }
 
+/*
+ * The PCI root bridge: bus 0, configuration mechanism #1, the I/O ports
+ * around it and the memory window the virtio-pci BARs live in. Linux
+ * scans PCI only below a root bridge that ACPI declares.
+ */
+static void describe_pci_root(struct aml *a)
+{
+    size_t dev, crs;
+
+    dev = aml_open_device(a, "PCI0");
+    aml_name(a, "_HID");
+    aml_eisa_id(a, "PNP0A03");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    aml_name(a, "_SEG");
+    aml_integer(a, 0);
+    aml_name(a, "_BBN");
+    aml_integer(a, 0);
+    aml_name(a, "_CRS");
+    crs = aml_open_buffer(a);
+    aml_res_bus_numbers(a, 0, 0);
+    aml_res_io(a, PCI_CONFIG_PORT_BASE, PCI_CONFIG_PORT_LEN);
+    aml_res_io_window(a, 0x0000, PCI_CONFIG_PORT_BASE - 1);
+    aml_res_io_window(a, 0x0d00, 0xffff);
+    aml_res_memory_window(a, (uint32_t)LAYOUT_PCI_MMIO, (uint32_t)(LAYOUT_PCI_MMIO_END - 1));
+    aml_res_end(a);
+    aml_close(a, crs);
+    aml_close(a, dev);
+}
+
+/* A virtio-mmio device, which Linux's virtio_mmio driver binds by this ID. */
+static void describe_virtio_mmio(struct aml *a, unsigned int index, const struct virtio_slot *v)
+{
+    char name[5];
+    size_t dev, crs;
+
+    snprintf(name, sizeof(name), "VR%02X", index & 0xff);
+    dev = aml_open_device(a, name);
+    aml_name(a, "_HID");
+    aml_string(a, "LNRO0005");
+    aml_name(a, "_UID");
+    aml_integer(a, index);
+    aml_name(a, "_CRS");
+    crs = aml_open_buffer(a);
+    aml_res_memory32_fixed(a, (uint32_t)v->base, (uint32_t)VIRTIO_MMIO_SIZE);
+    aml_res_interrupt_edge(a, v->irq);
+    aml_res_end(a);
+    aml_close(a, crs);
+    aml_close(a, dev);
+}
+
 /* ACPI description of what the guest cannot discover by itself. */
-static void describe_devices(struct aml *a)
+static void describe_devices(const struct machine *m, struct aml *a)
 {
     size_t dev, crs;
 
@@ -171,6 +246,163 @@ static void describe_devices(struct aml *a)
     aml_res_end(a);
     aml_close(a, crs);
     aml_close(a, dev);
+
+    describe_pci_root(a);
+    for (unsigned int i = 0; i < m->nr_virtio; i++)
+        if (m->transport == VIRTIO_TRANSPORT_MMIO)
+            describe_virtio_mmio(a, i, &m->virtio[i]);
+}
+
+/* --- virtio devices ------------------------------------------------------------------------ */
+
+static int route_msi(void *ctx, uint32_t gsi, uint64_t address, uint32_t data)
+{
+    struct machine *m = ctx;
+
+    return vm_route_msi(&m->vm, gsi, address, data);
+}
+
+/*
+ * Give each device its place before anything is built: the addresses and
+ * interrupts go into the DSDT and the kernel command line, which are
+ * written before the VM exists.
+ */
+static int place_virtio(struct machine *m, struct virtio_device *vdev, struct vr_error **err)
+{
+    struct virtio_slot *v;
+    uint32_t next_gsi = FIRST_MSI_GSI;
+
+    if (m->nr_virtio == MAX_VIRTIO_DEVICES ||
+        (m->transport == VIRTIO_TRANSPORT_MMIO && m->nr_virtio == ARRAY_SIZE(virtio_mmio_irqs))) {
+        virtio_device_destroy(vdev);
+        return vr_error_new(err, ENOSPC, "too many virtio devices (at most %u with --transport %s)",
+                            m->transport == VIRTIO_TRANSPORT_MMIO
+                                ? (unsigned int)ARRAY_SIZE(virtio_mmio_irqs)
+                                : MAX_VIRTIO_DEVICES,
+                            m->transport == VIRTIO_TRANSPORT_MMIO ? "mmio" : "pci");
+    }
+    if (m->nr_virtio) {
+        const struct virtio_slot *prev = &m->virtio[m->nr_virtio - 1];
+        next_gsi = prev->irq + prev->vdev->nr_queues + 1;
+    }
+    v = &m->virtio[m->nr_virtio];
+    v->vdev = vdev;
+    if (m->transport == VIRTIO_TRANSPORT_MMIO) {
+        v->base = LAYOUT_VIRTIO_MMIO + m->nr_virtio * VIRTIO_MMIO_SIZE;
+        v->irq = virtio_mmio_irqs[m->nr_virtio];
+    } else {
+        v->pci_slot = m->nr_virtio + 1; /* slot 0 is the host bridge */
+        v->base = LAYOUT_PCI_MMIO + v->pci_slot * VIRTIO_PCI_BAR_SIZE;
+        v->irq = next_gsi;
+    }
+    m->nr_virtio++;
+    return 0;
+}
+
+/* The device models, in the order the guest will enumerate them. */
+static int create_virtio_devices(struct machine *m, const struct machine_config *cfg,
+                                 struct vr_error **err)
+{
+    struct virtio_device *vdev;
+    int ret;
+
+    if (cfg->rng) {
+        ret = virtio_rng_create(&m->mem, &m->loop, &vdev, err);
+        if (ret == 0)
+            ret = place_virtio(m, vdev, err);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* Whether the kernel command line has `word` among the kernel's (not init's) parameters. */
+static bool kernel_param(const char *cmdline, size_t kernel_len, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = cmdline; (p = strstr(p, word)) && (size_t)(p - cmdline) < kernel_len;
+         p += n) {
+        if ((p == cmdline || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A guest that uses ACPI finds virtio-mmio devices in the DSDT. One booted
+ * with acpi=off learns them from virtio_mmio.device= on the command line
+ * (kernels built with VIRTIO_MMIO_CMDLINE_DEVICES), which vireo then adds.
+ * Not both: Linux would probe each device twice, and the second probe
+ * fails with EBUSY. The announcements go before " -- ", after which
+ * everything belongs to init.
+ */
+static int announce_on_cmdline(struct machine *m, const char *cmdline, struct vr_error **err)
+{
+    const char *init_args = strstr(cmdline, " -- ");
+    size_t kernel_len = init_args ? (size_t)(init_args - cmdline) : strlen(cmdline);
+    bool announce =
+        m->transport == VIRTIO_TRANSPORT_MMIO && kernel_param(cmdline, kernel_len, "acpi=off");
+    size_t len = strlen(cmdline) + 1 + 48 * m->nr_virtio;
+    size_t used;
+
+    m->cmdline = malloc(len);
+    if (m->cmdline == NULL)
+        return vr_error_set(err, ENOMEM, "allocate the kernel command line");
+    used = (size_t)snprintf(m->cmdline, len, "%.*s", (int)kernel_len, cmdline);
+    for (unsigned int i = 0; i < m->nr_virtio && announce; i++)
+        used += (size_t)snprintf(m->cmdline + used, len - used, " virtio_mmio.device=4K@%#llx:%u",
+                                 (unsigned long long)m->virtio[i].base, m->virtio[i].irq);
+    snprintf(m->cmdline + used, len - used, "%s", cmdline + kernel_len);
+    return 0;
+}
+
+static int wire_virtio_pci(struct machine *m, struct virtio_slot *v, struct vr_error **err)
+{
+    struct msi_router router = {.set_route = route_msi, .ctx = m};
+    int ret;
+
+    ret = virtio_pci_create(v->vdev, v->base, v->irq, &router, &v->pci, err);
+    if (ret == 0)
+        ret = pci_host_attach(m->pci_host, v->pci_slot, virtio_pci_function(v->pci), err);
+    if (ret == 0)
+        ret = bus_register(&m->mmio, v->base, VIRTIO_PCI_BAR_SIZE, virtio_pci_bar(v->pci), err);
+    for (unsigned int i = 0; ret == 0 && i < virtio_pci_nr_vectors(v->pci); i++)
+        ret = vm_irqfd(&m->vm, v->irq + i, virtio_pci_vector_fd(v->pci, i), err);
+    for (unsigned int q = 0; ret == 0 && q < v->vdev->nr_queues; q++)
+        ret = vm_ioeventfd(&m->vm, virtio_pci_notify_gpa(v->pci, q), 2, v->vdev->queues[q].kick.fd,
+                           false, NULL, err);
+    return ret;
+}
+
+static int wire_virtio_mmio(struct machine *m, struct virtio_slot *v, struct vr_error **err)
+{
+    int ret;
+
+    ret = virtio_mmio_create(v->vdev, &v->mmio, err);
+    if (ret == 0)
+        ret = bus_register(&m->mmio, v->base, VIRTIO_MMIO_SIZE, virtio_mmio_device(v->mmio), err);
+    if (ret == 0)
+        ret = vm_irqfd(&m->vm, v->irq, virtio_mmio_irq_fd(v->mmio), err);
+    for (uint64_t q = 0; ret == 0 && q < v->vdev->nr_queues; q++)
+        ret = vm_ioeventfd(&m->vm, v->base + virtio_mmio_notify_offset(), 4,
+                           v->vdev->queues[q].kick.fd, false, &q, err);
+    return ret;
+}
+
+/* Transports, bus ranges, interrupts and notifications for every virtio device. */
+static int wire_virtio_devices(struct machine *m, struct vr_error **err)
+{
+    for (unsigned int i = 0; i < m->nr_virtio; i++) {
+        struct virtio_slot *v = &m->virtio[i];
+        int ret = m->transport == VIRTIO_TRANSPORT_MMIO ? wire_virtio_mmio(m, v, err)
+                                                        : wire_virtio_pci(m, v, err);
+        if (ret == 0)
+            ret = virtio_device_start(v->vdev, err);
+        if (ret < 0)
+            return vr_error_wrap(err, "%s", v->vdev->ops->name);
+    }
+    return 0;
 }
 
 /*
@@ -201,6 +433,8 @@ static int build_devices(struct machine *m, struct vr_error **err)
         ret = acpi_pm_create(&control, &m->acpi_pm, err);
     if (ret == 0)
         ret = bus_register(&m->pio, ACPI_PM_PORT_BASE, ACPI_PM_PORT_LEN, m->acpi_pm, err);
+    if (ret == 0)
+        ret = wire_virtio_devices(m, err);
     return ret;
 }
 
@@ -215,7 +449,7 @@ static int build_acpi(struct machine *m, uint64_t *rsdp, struct vr_error **err)
     };
     int ret;
 
-    describe_devices(&sb);
+    describe_devices(m, &sb);
     if (sb.failed) {
         aml_free(&sb);
         return vr_error_set(err, ENOMEM, "describe devices in ACPI");
@@ -297,9 +531,6 @@ static int setup_event_sources(struct machine *m, struct vr_error **err)
     sigset_t mask;
     int ret;
 
-    ret = event_loop_init(&m->loop, err);
-    if (ret < 0)
-        return ret;
     m->stop_event.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->stop_event.fd < 0)
         return vr_error_set(err, errno, "eventfd");
@@ -430,6 +661,13 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     if (ret == 0)
         ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
     if (ret == 0)
+        ret = event_loop_init(&m->loop, err);
+    if (ret == 0)
+        ret = create_virtio_devices(m, cfg, err);
+    if (ret == 0)
+        ret = announce_on_cmdline(m, cfg->cmdline, err);
+    loader.spec.cmdline = m->cmdline;
+    if (ret == 0)
         ret = build_acpi(m, &loader.spec.rsdp, err);
     if (ret == 0)
         ret = build_smbios(m, err);
@@ -473,7 +711,9 @@ int machine_create(const struct machine_config *cfg, struct machine **out, struc
     m->loop.epoll_fd = m->stop_event.fd = m->signals.fd = -1;
     m->pio.name = "pio";
     m->mmio.name = "mmio";
+    m->transport = cfg->transport;
     pthread_mutex_init(&m->stop_lock, NULL);
+    pthread_mutex_init(&m->vm.routes_lock, NULL);
     ret = build(m, cfg, err);
     if (ret < 0) {
         machine_destroy(m);
@@ -529,6 +769,12 @@ void machine_destroy(struct machine *m)
     device_destroy(m->i8042);
     device_destroy(m->pci_host);
     device_destroy(m->acpi_pm);
+    for (unsigned int i = 0; i < m->nr_virtio; i++) {
+        virtio_pci_destroy(m->virtio[i].pci);
+        virtio_mmio_destroy(m->virtio[i].mmio);
+        virtio_device_destroy(m->virtio[i].vdev);
+    }
+    free(m->cmdline);
     console_destroy(m->console);
     bus_free(&m->pio);
     bus_free(&m->mmio);
@@ -541,5 +787,6 @@ void machine_destroy(struct machine *m)
     guest_memory_destroy(&m->mem);
     free(m->result.report);
     pthread_mutex_destroy(&m->stop_lock);
+    pthread_mutex_destroy(&m->vm.routes_lock);
     free(m);
 }

@@ -13,6 +13,12 @@
 #include "../lib/err.h"
 #include "console.h"
 
+/* How virtio devices reach the guest. */
+enum virtio_transport_kind {
+    VIRTIO_TRANSPORT_PCI,  /* modern virtio-pci with MSI-X (the default) */
+    VIRTIO_TRANSPORT_MMIO, /* virtio-mmio v2, announced in the DSDT and on the command line */
+};
+
 struct machine_config {
     const char *kernel;
     const char *initrd; /* may be NULL */
@@ -23,6 +29,9 @@ struct machine_config {
     bool force;             /* run even where KVM cannot run stock guests */
     const char *kvm_device; /* normally /dev/kvm */
     struct console_config console;
+
+    enum virtio_transport_kind transport;
+    bool rng; /* virtio-rng */
 };
 
 /* Why the machine stopped. */

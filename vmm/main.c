@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  -c, --cpus N           number of vCPUs (default: 1)\n"
     "  -m, --memory SIZE      guest RAM; MiB unless suffixed K, M, G (default: 128)\n"
     "      --console MODE     stdio (default), file:PATH or none\n"
+    "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
+    "      --rng              a virtio-rng device (guest /dev/hwrng), fed by getrandom()\n"
     "      --no-thp           do not ask for transparent huge pages for guest RAM\n"
     "      --kvm-device PATH  KVM device (default: /dev/kvm)\n"
     "      --force            run even where KVM cannot run unmodified guests\n"
@@ -57,6 +59,8 @@ enum {
     OPT_NO_THP,
     OPT_KVM_DEVICE,
     OPT_FORCE,
+    OPT_TRANSPORT,
+    OPT_RNG,
 };
 
 static const struct option options[] = {
@@ -69,6 +73,8 @@ static const struct option options[] = {
     {"no-thp", no_argument, NULL, OPT_NO_THP},
     {"kvm-device", required_argument, NULL, OPT_KVM_DEVICE},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
+    {"rng", no_argument, NULL, OPT_RNG},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -144,6 +150,17 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
             break;
         case OPT_FORCE:
             cfg->force = true;
+            break;
+        case OPT_TRANSPORT:
+            if (strcmp(optarg, "pci") == 0)
+                cfg->transport = VIRTIO_TRANSPORT_PCI;
+            else if (strcmp(optarg, "mmio") == 0)
+                cfg->transport = VIRTIO_TRANSPORT_MMIO;
+            else
+                die("--transport: '%s' is not pci or mmio", optarg);
+            break;
+        case OPT_RNG:
+            cfg->rng = true;
             break;
         case 'v':
             verbosity++;

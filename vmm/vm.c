@@ -28,6 +28,8 @@ static const struct required_cap required_caps[] = {
     {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
     {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
     {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
 };
 
 static int check_extension(int fd, long cap)
@@ -214,6 +216,96 @@ int vm_set_irq_line(const struct vm *vm, uint32_t gsi, int level)
     struct kvm_irq_level irq = {.irq = gsi, .level = level};
 
     return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(const struct vm *vm, uint64_t addr, uint32_t len, int fd, bool pio,
+                 const uint64_t *datamatch, struct vr_error **err)
+{
+    struct kvm_ioeventfd io = {.addr = addr, .len = len, .fd = fd};
+
+    if (pio)
+        io.flags |= KVM_IOEVENTFD_FLAG_PIO;
+    if (datamatch) {
+        io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+        io.datamatch = *datamatch;
+    }
+    if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+        return vr_error_set(err, errno, "KVM_IOEVENTFD at %#llx", (unsigned long long)addr);
+    return 0;
+}
+
+int vm_irqfd(const struct vm *vm, uint32_t gsi, int fd, struct vr_error **err)
+{
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
+
+    if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+        return vr_error_set(err, errno, "KVM_IRQFD for GSI %u", gsi);
+    return 0;
+}
+
+/*
+ * KVM_SET_GSI_ROUTING replaces the whole table, so vireo keeps it: first
+ * the routes KVM installs by default (GSIs 0-15 to both PICs and the
+ * IOAPIC, 16-23 to the IOAPIC), then one MSI route per vector.
+ */
+static void add_route(struct vm *vm, const struct kvm_irq_routing_entry *e)
+{
+    vm->routes[vm->nr_routes++] = *e;
+}
+
+static void init_default_routes(struct vm *vm)
+{
+    for (uint32_t gsi = 0; gsi < VM_IOAPIC_PINS; gsi++) {
+        if (gsi < 16) {
+            add_route(vm, &(struct kvm_irq_routing_entry){
+                              .gsi = gsi,
+                              .type = KVM_IRQ_ROUTING_IRQCHIP,
+                              .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+                                                               : KVM_IRQCHIP_PIC_SLAVE,
+                                            .pin = gsi % 8}});
+        }
+        add_route(vm, &(struct kvm_irq_routing_entry){
+                          .gsi = gsi,
+                          .type = KVM_IRQ_ROUTING_IRQCHIP,
+                          .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}});
+    }
+}
+
+static int apply_routes(struct vm *vm)
+{
+    size_t size = sizeof(struct kvm_irq_routing) + vm->nr_routes * sizeof(vm->routes[0]);
+    cleanup_free struct kvm_irq_routing *table = calloc(1, size);
+
+    if (table == NULL)
+        return -ENOMEM;
+    table->nr = vm->nr_routes;
+    memcpy(table->entries, vm->routes, vm->nr_routes * sizeof(vm->routes[0]));
+    return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, table) < 0 ? -errno : 0;
+}
+
+int vm_route_msi(struct vm *vm, uint32_t gsi, uint64_t address, uint32_t data)
+{
+    struct kvm_irq_routing_entry *e = NULL;
+    int ret;
+
+    if (gsi < VM_IOAPIC_PINS || gsi >= VM_IOAPIC_PINS + VM_MAX_MSI_ROUTES)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->routes_lock);
+    if (vm->nr_routes == 0)
+        init_default_routes(vm);
+    for (unsigned int i = 0; i < vm->nr_routes; i++)
+        if (vm->routes[i].gsi == gsi)
+            e = &vm->routes[i];
+    if (e == NULL) {
+        e = &vm->routes[vm->nr_routes++];
+        *e = (struct kvm_irq_routing_entry){.gsi = gsi, .type = KVM_IRQ_ROUTING_MSI};
+    }
+    e->u.msi.address_lo = (uint32_t)address;
+    e->u.msi.address_hi = (uint32_t)(address >> 32);
+    e->u.msi.data = data;
+    ret = apply_routes(vm);
+    pthread_mutex_unlock(&vm->routes_lock);
+    return ret;
 }
 
 void vm_close(struct vm *vm)

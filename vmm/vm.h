@@ -7,6 +7,8 @@
 #ifndef VIREO_VMM_VM_H
 #define VIREO_VMM_VM_H
 
+#include <linux/kvm.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,12 +17,20 @@
 
 struct kvm_cpuid2;
 
+/* GSIs 0-23 are the IOAPIC's pins; MSI routes use the GSIs after them. */
+#define VM_IOAPIC_PINS    24
+#define VM_MAX_MSI_ROUTES 512
+
 struct vm {
     int sys_fd; /* /dev/kvm */
     int vm_fd;
     int vcpu_mmap_size; /* size of each vCPU's kvm_run area */
     unsigned int max_vcpus;
     const char *backend; /* kernel module behind /dev/kvm, e.g. "kvm_amd" */
+
+    pthread_mutex_t routes_lock; /* vCPU threads reprogram MSI routes */
+    struct kvm_irq_routing_entry routes[VM_IOAPIC_PINS + 16 + VM_MAX_MSI_ROUTES];
+    unsigned int nr_routes;
 };
 
 /* Open the KVM device and check the API version and the capabilities vireo needs. */
@@ -49,6 +59,18 @@ int vm_check_extension(const struct vm *vm, long cap);
 
 /* Drive an interrupt line (GSI) of the in-kernel PIC/IOAPIC. */
 int vm_set_irq_line(const struct vm *vm, uint32_t gsi, int level);
+
+/*
+ * Signal `fd` (an eventfd) when the guest writes `len` bytes at `addr`
+ * (port I/O if `pio`), optionally only when the value equals *datamatch,
+ * instead of exiting to the VMM.
+ */
+int vm_ioeventfd(const struct vm *vm, uint64_t addr, uint32_t len, int fd, bool pio,
+                 const uint64_t *datamatch, struct vr_error **err);
+/* Inject GSI `gsi` whenever eventfd `fd` is written. */
+int vm_irqfd(const struct vm *vm, uint32_t gsi, int fd, struct vr_error **err);
+/* Route GSI `gsi` (>= VM_IOAPIC_PINS) to an MSI address and data. Thread-safe. */
+int vm_route_msi(struct vm *vm, uint32_t gsi, uint64_t address, uint32_t data);
 
 void vm_close(struct vm *vm);
 

@@ -666,7 +666,7 @@ TEST(pci_host_config_data)
     struct device *dev = NULL;
 
     REQUIRE_EQ_U64(pci_host_create(&dev, NULL), 0);
-    wrn(dev, 0, 0x80000000, 4); /* vendor ID of 00:00.0 */
+    wrn(dev, 0, 0x80001800, 4); /* vendor ID of 00:03.0 */
     /* No function exists: every read of the data window floats high, at any width. */
     CHECK_EQ_U64(rdn(dev, 4, 4), 0xffffffff);
     CHECK_EQ_U64(rdn(dev, 4, 2), 0xffff);
@@ -676,7 +676,76 @@ TEST(pci_host_config_data)
     wrn(dev, 4, 0x12345678, 4);
     CHECK_EQ_U64(rdn(dev, 4, 4), 0xffffffff);
     /* The write went nowhere: the latch is unchanged. */
-    CHECK_EQ_U64(rdn(dev, 0, 4), 0x80000000);
+    CHECK_EQ_U64(rdn(dev, 0, 4), 0x80001800);
+    device_destroy(dev);
+}
+
+TEST(pci_host_bridge_at_slot_0)
+{
+    struct device *dev = NULL;
+
+    REQUIRE_EQ_U64(pci_host_create(&dev, NULL), 0);
+    wrn(dev, 0, 0x80000000, 4);
+    CHECK(rdn(dev, 4, 2) != 0xffff);
+    wrn(dev, 0, 0x80000008, 4);
+    CHECK_EQ_U64(rdn(dev, 6, 2), 0x0600); /* class: host bridge */
+    /* Function 1 of slot 0 and bus 1 are empty. */
+    wrn(dev, 0, 0x80000100, 4);
+    CHECK_EQ_U64(rdn(dev, 4, 4), 0xffffffff);
+    wrn(dev, 0, 0x80010000, 4);
+    CHECK_EQ_U64(rdn(dev, 4, 4), 0xffffffff);
+    device_destroy(dev);
+}
+
+struct fake_function {
+    struct pci_function fn;
+    uint32_t last_offset, last_len;
+};
+
+static void fake_config_read(struct pci_function *fn, uint32_t offset, uint8_t *data, uint32_t len)
+{
+    struct fake_function *f = (struct fake_function *)fn;
+
+    f->last_offset = offset;
+    f->last_len = len;
+    for (uint32_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(offset + i);
+}
+
+static void fake_config_write(struct pci_function *fn, uint32_t offset, const uint8_t *data,
+                              uint32_t len)
+{
+    struct fake_function *f = (struct fake_function *)fn;
+
+    (void)data;
+    f->last_offset = offset;
+    f->last_len = len;
+}
+
+static const struct pci_function_ops fake_function_ops = {fake_config_read, fake_config_write};
+
+TEST(pci_host_attached_function)
+{
+    struct fake_function f = {.fn.ops = &fake_function_ops};
+    struct vr_error *err = NULL;
+    struct device *dev = NULL;
+
+    REQUIRE_EQ_U64(pci_host_create(&dev, NULL), 0);
+    CHECK(pci_host_attach(dev, 0, &f.fn, &err) < 0); /* the bridge's slot */
+    vr_error_free(&err);
+    REQUIRE_EQ_U64(pci_host_attach(dev, 7, &f.fn, NULL), 0);
+    CHECK(pci_host_attach(dev, 7, &f.fn, &err) < 0); /* taken */
+    vr_error_free(&err);
+    CHECK(pci_host_attach(dev, 32, &f.fn, &err) < 0);
+    vr_error_free(&err);
+    /* Register 0x40 of 00:07.0; the data window byte selects within the dword. */
+    wrn(dev, 0, 0x80003840, 4);
+    CHECK_EQ_U64(rdn(dev, 6, 2), 0x4342);
+    CHECK_EQ_U64(f.last_offset, 0x42);
+    CHECK_EQ_U64(f.last_len, 2);
+    wrn(dev, 7, 0x12, 1);
+    CHECK_EQ_U64(f.last_offset, 0x43);
+    CHECK_EQ_U64(f.last_len, 1);
     device_destroy(dev);
 }
 

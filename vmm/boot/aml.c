@@ -267,6 +267,60 @@ void aml_res_irq(struct aml *a, uint8_t irq)
     aml_bytes(a, d, sizeof(d));
 }
 
+void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len)
+{
+    uint8_t d[12] = {0x86, 9, 0, 0x01}; /* large item 0x06, 9 bytes, read-write */
+
+    put_le32(d + 4, base);
+    put_le32(d + 8, len);
+    aml_bytes(a, d, sizeof(d));
+}
+
+void aml_res_interrupt_edge(struct aml *a, uint32_t gsi)
+{
+    /* Extended interrupt: consumer (bit 0), edge (bit 1), active-high, exclusive; one entry. */
+    uint8_t d[9] = {0x89, 6, 0, 0x03, 1};
+
+    put_le32(d + 5, gsi);
+    aml_bytes(a, d, sizeof(d));
+}
+
+/* Word address space descriptor: producer, MinFixed and MaxFixed, positive decode. */
+static void word_space(struct aml *a, uint8_t type, uint8_t type_flags, uint16_t min, uint16_t max)
+{
+    uint8_t d[16] = {0x88, 13, 0, type, 0x0c, type_flags};
+
+    put_le16(d + 6, 0); /* granularity */
+    put_le16(d + 8, min);
+    put_le16(d + 10, max);
+    put_le16(d + 12, 0); /* translation */
+    put_le16(d + 14, (uint16_t)(max - min + 1));
+    aml_bytes(a, d, sizeof(d));
+}
+
+void aml_res_bus_numbers(struct aml *a, uint16_t min, uint16_t max)
+{
+    word_space(a, 2, 0, min, max);
+}
+
+void aml_res_io_window(struct aml *a, uint16_t min, uint16_t max)
+{
+    word_space(a, 1, 0x03, min, max); /* entire range (ISA and non-ISA) */
+}
+
+void aml_res_memory_window(struct aml *a, uint32_t min, uint32_t max)
+{
+    /* DWord memory: producer, MinFixed, MaxFixed; non-cacheable, read-write. */
+    uint8_t d[26] = {0x87, 23, 0, 0, 0x0c, 0x01};
+
+    put_le32(d + 6, 0);
+    put_le32(d + 10, min);
+    put_le32(d + 14, max);
+    put_le32(d + 18, 0);
+    put_le32(d + 22, max - min + 1);
+    aml_bytes(a, d, sizeof(d));
+}
+
 void aml_res_end(struct aml *a)
 {
     uint8_t d[] = {0x79, 0x00}; /* end tag; checksum 0 means "not checked" */

@@ -44,6 +44,14 @@ void aml_close(struct aml *a, size_t mark);
 /* Resource descriptors, written inside a buffer opened with aml_open_buffer. */
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len);
 void aml_res_irq(struct aml *a, uint8_t irq);
+/* Memory32Fixed(ReadWrite, base, len) */
+void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len);
+/* Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } */
+void aml_res_interrupt_edge(struct aml *a, uint32_t gsi);
+/* Address space windows a host bridge produces (min to max, inclusive, no translation). */
+void aml_res_bus_numbers(struct aml *a, uint16_t min, uint16_t max);
+void aml_res_io_window(struct aml *a, uint16_t min, uint16_t max);
+void aml_res_memory_window(struct aml *a, uint32_t min, uint32_t max);
 void aml_res_end(struct aml *a);
 
 #endif
