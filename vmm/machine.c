@@ -31,6 +31,8 @@
 #include "layout.h"
 #include "memory.h"
 #include "vcpu.h"
+#include "virtio/balloon.h"
+#include "virtio/console.h"
 #include "virtio/mmio.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
@@ -75,6 +77,8 @@ struct machine {
     struct device *acpi_pm;
 
     enum virtio_transport_kind transport;
+    struct virtio_device *virtio_console; /* when the console is hvc0 */
+    struct virtio_device *balloon;
     struct virtio_slot virtio[MAX_VIRTIO_DEVICES];
     unsigned int nr_virtio;
     char *cmdline; /* the user's, plus virtio_mmio.device= announcements */
@@ -176,6 +180,25 @@ static size_t console_to_serial(void *ctx, const uint8_t *buf, size_t len)
 {
     struct machine *m = ctx;
     return serial_receive(m->serial, buf, len);
+}
+
+/* With --virtio-console, hvc0 takes the console's input; the UART still prints early messages. */
+static void virtio_console_out(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct machine *m = ctx;
+    console_write(m->console, buf, len);
+}
+
+static void virtio_console_rx_ready(void *ctx)
+{
+    struct machine *m = ctx;
+    console_rx_ready(m->console);
+}
+
+static size_t console_to_virtio_console(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct machine *m = ctx;
+    return virtio_console_receive(m->virtio_console, buf, len);
 }
 
 /*
@@ -299,21 +322,51 @@ static int place_virtio(struct machine *m, struct virtio_device *vdev, struct vr
     return 0;
 }
 
-/* The device models, in the order the guest will enumerate them. */
+static int create_balloon(struct machine *m, const struct machine_config *cfg,
+                          struct virtio_device **out, struct vr_error **err)
+{
+    struct virtio_balloon_config bc = {
+        .target_mib = cfg->balloon_cfg.size_mib,
+        .deflate_on_oom = cfg->balloon_cfg.deflate_on_oom,
+        .stats_interval_s = cfg->balloon_cfg.stats_interval,
+    };
+    int ret = virtio_balloon_create(&m->mem, &m->loop, &bc, out, err);
+
+    if (ret == 0)
+        m->balloon = *out;
+    return ret < 0 ? vr_error_wrap(err, "--balloon") : 0;
+}
+
+static int create_virtio_console(struct machine *m, struct virtio_device **out,
+                                 struct vr_error **err)
+{
+    struct virtio_console_backend be = {
+        .write = virtio_console_out, .rx_ready = virtio_console_rx_ready, .ctx = m};
+    int ret = virtio_console_create(&m->mem, &m->loop, &be, out, err);
+
+    if (ret == 0)
+        m->virtio_console = *out;
+    return ret;
+}
+
+/* The device models, in the order the guest will enumerate them: disks first, so /dev/vda is the
+ * first --disk. */
 static int create_virtio_devices(struct machine *m, const struct machine_config *cfg,
                                  struct vr_error **err)
 {
     struct virtio_device *vdev;
-    int ret;
+    int ret = 0;
 
-    if (cfg->rng) {
-        ret = virtio_rng_create(&m->mem, &m->loop, &vdev, err);
-        if (ret == 0)
-            ret = place_virtio(m, vdev, err);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    /* Parsed already; their devices are being merged (issue 3). */
+    if (cfg->nr_disks || cfg->nr_nets || cfg->vsock)
+        return vr_error_new(err, ENOTSUP, "--disk, --net and --vsock are not in this build yet");
+    if (ret == 0 && cfg->balloon && (ret = create_balloon(m, cfg, &vdev, err)) == 0)
+        ret = place_virtio(m, vdev, err);
+    if (ret == 0 && cfg->rng && (ret = virtio_rng_create(&m->mem, &m->loop, &vdev, err)) == 0)
+        ret = place_virtio(m, vdev, err);
+    if (ret == 0 && cfg->virtio_console && (ret = create_virtio_console(m, &vdev, err)) == 0)
+        ret = place_virtio(m, vdev, err);
+    return ret;
 }
 
 /* Whether the kernel command line has `word` among the kernel's (not init's) parameters. */
@@ -736,7 +789,11 @@ static void stop_vcpus(struct machine *m)
 
 int machine_run(struct machine *m, struct machine_result *result, struct vr_error **err)
 {
-    struct console_sink sink = {.deliver = console_to_serial, .quit = on_console_quit, .ctx = m};
+    struct console_sink sink = {
+        .deliver = m->virtio_console ? console_to_virtio_console : console_to_serial,
+        .quit = on_console_quit,
+        .ctx = m,
+    };
     int ret;
 
     ret = vcpu_install_kick_handler(err);

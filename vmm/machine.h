@@ -19,6 +19,45 @@ enum virtio_transport_kind {
     VIRTIO_TRANSPORT_MMIO, /* virtio-mmio v2, announced in the DSDT and on the command line */
 };
 
+#define MACHINE_MAX_DISKS 16
+#define MACHINE_MAX_NETS  8
+
+enum disk_io {
+    DISK_IO_AUTO, /* io_uring where the host allows it, else worker threads */
+    DISK_IO_URING,
+    DISK_IO_THREAD,
+};
+
+/* --disk PATH[,ro][,id=ID][,serial=S][,io=uring|thread] */
+struct machine_disk {
+    const char *path;
+    bool read_only;
+    const char *id;
+    const char *serial; /* what the guest reads as the disk's serial; defaults to id */
+    enum disk_io io;
+};
+
+/* --net tap=NAME[,mac=MAC][,id=ID] */
+struct machine_net {
+    const char *tap;
+    uint8_t mac[6];
+    bool has_mac;
+    const char *id;
+};
+
+/* --vsock cid=N,uds=PATH */
+struct machine_vsock {
+    uint64_t cid;
+    const char *uds;
+};
+
+/* --balloon[=size=MiB,deflate-on-oom,stats=SECONDS] */
+struct machine_balloon {
+    uint32_t size_mib;
+    bool deflate_on_oom;
+    uint32_t stats_interval;
+};
+
 struct machine_config {
     const char *kernel;
     const char *initrd; /* may be NULL */
@@ -31,7 +70,16 @@ struct machine_config {
     struct console_config console;
 
     enum virtio_transport_kind transport;
-    bool rng; /* virtio-rng */
+    struct machine_disk disks[MACHINE_MAX_DISKS];
+    unsigned int nr_disks;
+    struct machine_net nets[MACHINE_MAX_NETS];
+    unsigned int nr_nets;
+    bool vsock;
+    struct machine_vsock vsock_cfg;
+    bool balloon;
+    struct machine_balloon balloon_cfg;
+    bool rng;            /* virtio-rng */
+    bool virtio_console; /* the console is hvc0 (virtio-console) rather than the UART */
 };
 
 /* Why the machine stopped. */

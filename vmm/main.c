@@ -37,12 +37,27 @@ static const char usage_text[] =
     "  -i, --initrd PATH      initial ramdisk\n"
     "  -a, --cmdline STR      kernel command line (default: \""
     "console=ttyS0 reboot=k"
-    "\")\n"
+    "\",\n"
+    "                         or console=hvc0 with --virtio-console)\n"
     "  -c, --cpus N           number of vCPUs (default: 1)\n"
     "  -m, --memory SIZE      guest RAM; MiB unless suffixed K, M, G (default: 128)\n"
     "      --console MODE     stdio (default), file:PATH or none\n"
-    "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
+    "\n"
+    "Devices (virtio; each option may be given more than once where it says so):\n"
+    "      --disk PATH[,ro][,id=ID][,serial=S][,io=uring|thread]\n"
+    "                         a virtio-blk disk on a raw image or block device\n"
+    "                         (repeatable; the first is /dev/vda)\n"
+    "      --net tap=NAME[,mac=MAC][,id=ID]\n"
+    "                         a virtio-net NIC on TAP device NAME, which vireo\n"
+    "                         creates if it does not exist (repeatable)\n"
+    "      --vsock cid=N,uds=PATH\n"
+    "                         virtio-vsock with guest CID N; host programs connect\n"
+    "                         to PATH (Firecracker's hybrid vsock protocol)\n"
+    "      --balloon[=size=MiB,deflate-on-oom,stats=SECONDS]\n"
+    "                         a virtio-balloon device, initially inflated to size\n"
     "      --rng              a virtio-rng device (guest /dev/hwrng), fed by getrandom()\n"
+    "      --virtio-console   the console is the guest's hvc0 instead of the UART\n"
+    "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
     "      --no-thp           do not ask for transparent huge pages for guest RAM\n"
     "      --kvm-device PATH  KVM device (default: /dev/kvm)\n"
     "      --force            run even where KVM cannot run unmodified guests\n"
@@ -61,6 +76,11 @@ enum {
     OPT_FORCE,
     OPT_TRANSPORT,
     OPT_RNG,
+    OPT_DISK,
+    OPT_NET,
+    OPT_VSOCK,
+    OPT_BALLOON,
+    OPT_VIRTIO_CONSOLE,
 };
 
 static const struct option options[] = {
@@ -75,6 +95,11 @@ static const struct option options[] = {
     {"force", no_argument, NULL, OPT_FORCE},
     {"transport", required_argument, NULL, OPT_TRANSPORT},
     {"rng", no_argument, NULL, OPT_RNG},
+    {"disk", required_argument, NULL, OPT_DISK},
+    {"net", required_argument, NULL, OPT_NET},
+    {"vsock", required_argument, NULL, OPT_VSOCK},
+    {"balloon", optional_argument, NULL, OPT_BALLOON},
+    {"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -101,10 +126,187 @@ static void die_error(struct vr_error *err)
     die("%s", err ? err->msg : "unknown error");
 }
 
+/*
+ * Device options are comma-separated items, each "key=value" or a bare
+ * flag. next_item() cuts the next one out of *rest (a private copy of the
+ * option's text, kept for the life of the process) and splits off its value.
+ */
+static char *next_item(char **rest, char **value)
+{
+    char *item = strsep(rest, ",");
+    char *eq;
+
+    if (item == NULL)
+        return NULL;
+    eq = strchr(item, '=');
+    *value = NULL;
+    if (eq) {
+        *eq = '\0';
+        *value = eq + 1;
+    }
+    return item;
+}
+
+static char *copy_option(const char *text)
+{
+    char *copy = strdup(text);
+
+    if (copy == NULL)
+        die("out of memory");
+    return copy;
+}
+
+static void need_value(const char *option, const char *key, const char *value)
+{
+    if (value == NULL || *value == '\0')
+        die("%s: '%s' needs a value (%s=...)", option, key, key);
+}
+
+static void parse_disk(const char *text, struct machine_config *cfg)
+{
+    char *rest = copy_option(text), *key, *value;
+    struct machine_disk *d;
+
+    if (cfg->nr_disks == MACHINE_MAX_DISKS)
+        die("--disk: at most %d disks", MACHINE_MAX_DISKS);
+    d = &cfg->disks[cfg->nr_disks++];
+    d->path = strsep(&rest, ",");
+    if (d->path == NULL || *d->path == '\0')
+        die("--disk: the first item must be the image path (--disk PATH[,ro][,id=ID]...)");
+    while ((key = next_item(&rest, &value))) {
+        if (strcmp(key, "ro") == 0 && value == NULL) {
+            d->read_only = true;
+        } else if (strcmp(key, "id") == 0) {
+            need_value("--disk", key, value);
+            d->id = value;
+        } else if (strcmp(key, "serial") == 0) {
+            need_value("--disk", key, value);
+            d->serial = value;
+        } else if (strcmp(key, "io") == 0) {
+            need_value("--disk", key, value);
+            if (strcmp(value, "uring") == 0)
+                d->io = DISK_IO_URING;
+            else if (strcmp(value, "thread") == 0)
+                d->io = DISK_IO_THREAD;
+            else
+                die("--disk: io=%s is not uring or thread", value);
+        } else {
+            die("--disk: unknown item '%s' (expected ro, id=, serial= or io=)", key);
+        }
+    }
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* "52:54:00:12:34:56": six pairs of hex digits separated by colons, unicast. */
+static void parse_mac(const char *text, uint8_t mac[6])
+{
+    for (int i = 0; i < 6; i++) {
+        const char *p = text + 3 * i;
+        int hi = hex_digit(p[0]), lo = hi < 0 ? -1 : hex_digit(p[1]);
+
+        if (hi < 0 || lo < 0 || p[2] != (i == 5 ? '\0' : ':'))
+            die("--net: mac=%s is not a MAC address like 52:54:00:12:34:56", text);
+        mac[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (mac[0] & 1)
+        die("--net: mac=%s is a multicast address; a NIC needs a unicast one", text);
+}
+
+static void parse_net(const char *text, struct machine_config *cfg)
+{
+    char *rest = copy_option(text), *key, *value;
+    struct machine_net *n;
+
+    if (cfg->nr_nets == MACHINE_MAX_NETS)
+        die("--net: at most %d network interfaces", MACHINE_MAX_NETS);
+    n = &cfg->nets[cfg->nr_nets++];
+    while ((key = next_item(&rest, &value))) {
+        if (strcmp(key, "tap") == 0) {
+            need_value("--net", key, value);
+            n->tap = value;
+        } else if (strcmp(key, "mac") == 0) {
+            need_value("--net", key, value);
+            parse_mac(value, n->mac);
+            n->has_mac = true;
+        } else if (strcmp(key, "id") == 0) {
+            need_value("--net", key, value);
+            n->id = value;
+        } else {
+            die("--net: unknown item '%s' (expected tap=, mac= or id=)", key);
+        }
+    }
+    if (n->tap == NULL)
+        die("--net: tap=NAME is required");
+}
+
+static void parse_vsock(const char *text, struct machine_config *cfg)
+{
+    cleanup_error struct vr_error *err = NULL;
+    char *rest = copy_option(text), *key, *value;
+    uint64_t cid;
+
+    if (cfg->vsock)
+        die("--vsock: a VM has one vsock device");
+    cfg->vsock = true;
+    while ((key = next_item(&rest, &value))) {
+        if (strcmp(key, "cid") == 0) {
+            need_value("--vsock", key, value);
+            /* 0-2 are reserved (hypervisor, local, host); the top value is VMADDR_CID_ANY. */
+            if (parse_uint(value, "--vsock cid", 3, UINT32_MAX - 1, &cid, &err) < 0)
+                die_error(err);
+            cfg->vsock_cfg.cid = cid;
+        } else if (strcmp(key, "uds") == 0) {
+            need_value("--vsock", key, value);
+            cfg->vsock_cfg.uds = value;
+        } else {
+            die("--vsock: unknown item '%s' (expected cid= and uds=)", key);
+        }
+    }
+    if (cfg->vsock_cfg.cid == 0 || cfg->vsock_cfg.uds == NULL)
+        die("--vsock: both cid=N and uds=PATH are required");
+}
+
+static void parse_balloon(const char *text, struct machine_config *cfg)
+{
+    cleanup_error struct vr_error *err = NULL;
+    char *rest, *key, *value;
+    uint64_t n;
+
+    cfg->balloon = true;
+    if (text == NULL)
+        return;
+    rest = copy_option(text);
+    while ((key = next_item(&rest, &value))) {
+        if (strcmp(key, "size") == 0) {
+            need_value("--balloon", key, value);
+            if (parse_uint(value, "--balloon size (MiB)", 0, UINT32_MAX, &n, &err) < 0)
+                die_error(err);
+            cfg->balloon_cfg.size_mib = (uint32_t)n;
+        } else if (strcmp(key, "deflate-on-oom") == 0 && value == NULL) {
+            cfg->balloon_cfg.deflate_on_oom = true;
+        } else if (strcmp(key, "stats") == 0) {
+            need_value("--balloon", key, value);
+            if (parse_uint(value, "--balloon stats (seconds)", 0, 3600, &n, &err) < 0)
+                die_error(err);
+            cfg->balloon_cfg.stats_interval = (uint32_t)n;
+        } else {
+            die("--balloon: unknown item '%s' (expected size=, deflate-on-oom or stats=)", key);
+        }
+    }
+}
+
 static void parse_options(int argc, char **argv, struct machine_config *cfg)
 {
     cleanup_error struct vr_error *err = NULL;
     int verbosity = 0, opt;
+    bool cmdline_given = false;
     uint64_t value;
 
     *cfg = (struct machine_config){
@@ -126,6 +328,7 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
             break;
         case 'a':
             cfg->cmdline = optarg;
+            cmdline_given = true;
             break;
         case 'c':
             /* 0 passes here so the range check can name the real limit. */
@@ -162,6 +365,21 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
         case OPT_RNG:
             cfg->rng = true;
             break;
+        case OPT_DISK:
+            parse_disk(optarg, cfg);
+            break;
+        case OPT_NET:
+            parse_net(optarg, cfg);
+            break;
+        case OPT_VSOCK:
+            parse_vsock(optarg, cfg);
+            break;
+        case OPT_BALLOON:
+            parse_balloon(optarg, cfg);
+            break;
+        case OPT_VIRTIO_CONSOLE:
+            cfg->virtio_console = true;
+            break;
         case 'v':
             verbosity++;
             break;
@@ -181,6 +399,8 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
         die("unexpected argument '%s' (see --help)", argv[optind]);
     if (cfg->kernel == NULL)
         die("--kernel is required (see --help)");
+    if (cfg->virtio_console && !cmdline_given)
+        cfg->cmdline = "console=hvc0 reboot=k";
     log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
 }
 
