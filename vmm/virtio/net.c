@@ -1,0 +1,805 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-net (virtio 1.2, 5.1) over a network back end.
+ *
+ * Transmit: each chain is a virtio_net_hdr_v1 followed by the frame, all
+ * device-readable. The back end takes the same header, so the guest's
+ * buffers go to it as they are (one writev, no copy). When the back end
+ * is full the request stays with the device and is retried when the fd
+ * turns writable (EPOLLOUT is watched only while something waits).
+ *
+ * Receive: the frame's size is unknown until it is read, so the device
+ * reads straight into the guest's buffers when the chains it holds can
+ * take the largest frame (NET_PACKET_MAX), and otherwise through one
+ * bounce buffer. With VIRTIO_NET_F_MRG_RXBUF a frame spans as many chains
+ * as it needs and num_buffers says how many; without it each chain takes
+ * one whole frame. Chains taken from the ring but not filled yet are held
+ * for the next frame. When the guest has no buffers, the device stops
+ * reading (the frames wait in the back end) and resumes on the guest's
+ * next receive-queue notification.
+ *
+ * The back-end fd is edge-triggered: after an EPOLLIN the device reads
+ * until EAGAIN, and remembers that more may wait when it had to stop
+ * early (no guest buffers, or its per-turn budget spent).
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "../../lib/log.h"
+#include "../../lib/util.h"
+#include "../backends/tap.h"
+
+/* Feature bits (virtio 1.2, 5.1.3). */
+#define NET_F_CSUM       0
+#define NET_F_GUEST_CSUM 1
+#define NET_F_MAC        5
+#define NET_F_GUEST_TSO4 7
+#define NET_F_GUEST_TSO6 8
+#define NET_F_GUEST_ECN  9
+#define NET_F_GUEST_UFO  10
+#define NET_F_HOST_TSO4  11
+#define NET_F_HOST_TSO6  12
+#define NET_F_HOST_ECN   13
+#define NET_F_HOST_UFO   14
+#define NET_F_MRG_RXBUF  15
+#define NET_F_STATUS     16
+
+#define NET_FEATURES                                                                               \
+    (VIRTIO_FEATURE(NET_F_CSUM) | VIRTIO_FEATURE(NET_F_GUEST_CSUM) | VIRTIO_FEATURE(NET_F_MAC) |   \
+     VIRTIO_FEATURE(NET_F_GUEST_TSO4) | VIRTIO_FEATURE(NET_F_GUEST_TSO6) |                         \
+     VIRTIO_FEATURE(NET_F_GUEST_ECN) | VIRTIO_FEATURE(NET_F_GUEST_UFO) |                           \
+     VIRTIO_FEATURE(NET_F_HOST_TSO4) | VIRTIO_FEATURE(NET_F_HOST_TSO6) |                           \
+     VIRTIO_FEATURE(NET_F_HOST_ECN) | VIRTIO_FEATURE(NET_F_HOST_UFO) |                             \
+     VIRTIO_FEATURE(NET_F_MRG_RXBUF) | VIRTIO_FEATURE(NET_F_STATUS))
+
+/* Configuration space (5.1.4): mac, status, max_virtqueue_pairs. */
+#define NET_CONFIG_MAC       0
+#define NET_CONFIG_STATUS    6
+#define NET_CONFIG_MAX_PAIRS 8
+#define NET_CONFIG_SIZE      10
+#define NET_STATUS_LINK_UP   1
+
+/* struct virtio_net_hdr_v1 (5.1.6). */
+#define NET_HDR_LEN          NET_BACKEND_HDR_LEN
+#define NET_HDR_FLAGS        0
+#define NET_HDR_GSO_TYPE     1
+#define NET_HDR_NUM_BUFFERS  10
+#define NET_HDR_F_NEEDS_CSUM 1
+#define NET_HDR_GSO_NONE     0
+#define NET_HDR_GSO_TCPV4    1
+#define NET_HDR_GSO_UDP      3
+#define NET_HDR_GSO_TCPV6    4
+#define NET_HDR_GSO_ECN      0x80
+
+#define ETH_HEADER_LEN 14
+/* The largest frame (5.1.6.3.1: buffers of 65562 bytes hold any packet with its header). */
+#define NET_FRAME_MAX  65550
+#define NET_PACKET_MAX (NET_HDR_LEN + NET_FRAME_MAX)
+
+#define NET_QUEUE_SIZE 256
+#define RX_QUEUE       0
+#define TX_QUEUE       1
+/* A chain has at most queue-size buffers; the receive pool keeps that much room for the next. */
+#define TX_IOV_MAX  NET_QUEUE_SIZE
+#define RX_IOV_POOL 1024 /* IOV_MAX: one readv covers every held chain */
+/* Packets per direction per event-loop turn, so one busy device cannot starve the others. */
+#define NET_BUDGET 256
+
+struct rx_chain {
+    uint16_t head;
+    uint16_t nr_iov; /* its buffers are the next nr_iov entries of rx_iov */
+    uint32_t capacity;
+};
+
+struct virtio_net {
+    struct virtio_device vdev;
+    struct net_backend *backend;
+    struct event_source backend_src;
+    uint32_t backend_events; /* what the event loop watches on the back end now */
+    char *id;
+    uint8_t config[NET_CONFIG_SIZE];
+    struct virtio_net_stats stats;
+    bool mergeable;  /* VIRTIO_NET_F_MRG_RXBUF negotiated */
+    bool guest_csum; /* VIRTIO_NET_F_GUEST_CSUM negotiated */
+
+    /* Transmit: a request the back end had no room for waits here. */
+    bool tx_pending;
+    struct virtq_elem tx_elem;
+    struct iovec tx_iov[TX_IOV_MAX];
+
+    /* Receive. */
+    bool rx_maybe_readable;                  /* cleared only when the back end says EAGAIN */
+    struct rx_chain rx_held[NET_QUEUE_SIZE]; /* taken from the ring, not filled yet, in order */
+    unsigned int rx_nr_held;
+    unsigned int rx_nr_iov; /* entries of rx_iov the held chains use, from 0 */
+    size_t rx_capacity;     /* bytes the held chains can take */
+    struct iovec rx_iov[RX_IOV_POOL];
+    uint8_t *rx_bounce;   /* NET_PACKET_MAX bytes */
+    size_t rx_bounce_len; /* a frame (with header) read but not delivered yet; 0 if none */
+};
+
+static const struct virtio_device_ops net_ops;
+
+static struct virtio_net *to_net(struct virtio_device *vdev)
+{
+    return container_of(vdev, struct virtio_net, vdev);
+}
+
+static const char *net_name(const struct virtio_net *n)
+{
+    return n->id ? n->id : "virtio-net";
+}
+
+/* Schedule another turn on the event loop for work left when the budget ran out. */
+static void kick_later(struct virtq *vq)
+{
+    uint64_t one = 1;
+
+    if (write(vq->kick.fd, &one, sizeof(one)) < 0)
+        log_debug("virtio-net: queue %u: kick: %s", vq->index, strerror(errno));
+}
+
+/* Watch for EPOLLOUT only while a request waits for room, so an idle device never wakes. */
+static void watch_writable(struct virtio_net *n, bool wanted)
+{
+    uint32_t events = EPOLLIN | EPOLLET | (wanted ? EPOLLOUT : 0);
+    int ret;
+
+    if (events == n->backend_events)
+        return;
+    ret = event_loop_modify(n->vdev.loop, &n->backend_src, events);
+    if (ret < 0) {
+        log_ratelimited(LOG_ERROR, "%s: watch the %s back end: %s", net_name(n),
+                        n->backend->ops->kind, strerror(-ret));
+        return;
+    }
+    n->backend_events = events;
+}
+
+/*
+ * Rate-limiter hooks, one per direction: a token bucket goes here. The
+ * size of a received frame is known only once it is read, so receiving
+ * asks before reading and rx_account() charges what was delivered. A
+ * limiter that says no must arrange a later call to the queue's work.
+ */
+static bool tx_may_send(struct virtio_net *n, size_t bytes)
+{
+    (void)n;
+    (void)bytes;
+    return true;
+}
+
+static bool rx_may_receive(struct virtio_net *n)
+{
+    (void)n;
+    return true;
+}
+
+static void rx_account(struct virtio_net *n, size_t frame_bytes)
+{
+    n->stats.rx_packets++;
+    n->stats.rx_bytes += frame_bytes;
+}
+
+/* --- transmit ------------------------------------------------------------------------------ */
+
+enum tx_result { TX_SENT, TX_EMPTY, TX_FULL, TX_BROKEN };
+
+static bool tx_refuse(struct virtio_net *n, const char *why)
+{
+    log_ratelimited(LOG_WARN, "%s: dropped a transmit request: %s", net_name(n), why);
+    n->stats.tx_dropped++;
+    return false;
+}
+
+/* Offloads in the header must be ones the driver negotiated (5.1.6.2.1). */
+static bool tx_header_allowed(struct virtio_net *n, const uint8_t *hdr)
+{
+    struct virtio_device *vdev = &n->vdev;
+    uint8_t gso = hdr[NET_HDR_GSO_TYPE];
+    bool ok;
+
+    if ((hdr[NET_HDR_FLAGS] & NET_HDR_F_NEEDS_CSUM) && !virtio_has_feature(vdev, NET_F_CSUM))
+        return tx_refuse(n, "partial checksum without VIRTIO_NET_F_CSUM");
+    if ((gso & NET_HDR_GSO_ECN) && !virtio_has_feature(vdev, NET_F_HOST_ECN))
+        return tx_refuse(n, "ECN segmentation without VIRTIO_NET_F_HOST_ECN");
+    switch (gso & (uint8_t)~NET_HDR_GSO_ECN) {
+    case NET_HDR_GSO_NONE:
+        ok = !(gso & NET_HDR_GSO_ECN);
+        break;
+    case NET_HDR_GSO_TCPV4:
+        ok = virtio_has_feature(vdev, NET_F_HOST_TSO4);
+        break;
+    case NET_HDR_GSO_TCPV6:
+        ok = virtio_has_feature(vdev, NET_F_HOST_TSO6);
+        break;
+    case NET_HDR_GSO_UDP:
+        ok = virtio_has_feature(vdev, NET_F_HOST_UFO);
+        break;
+    default:
+        ok = false;
+        break;
+    }
+    return ok ? true : tx_refuse(n, "segmentation type the driver did not negotiate");
+}
+
+static bool tx_request_valid(struct virtio_net *n)
+{
+    const struct virtq_elem *e = &n->tx_elem;
+    uint8_t hdr[NET_HDR_LEN];
+
+    if (e->in_num)
+        return tx_refuse(n, "it has a device-writable buffer");
+    if (e->out_len < NET_HDR_LEN + ETH_HEADER_LEN)
+        return tx_refuse(n, "shorter than the header and an Ethernet header");
+    if (e->out_len > NET_PACKET_MAX)
+        return tx_refuse(n, "larger than the largest frame");
+    iov_to_buf(n->tx_iov, e->out_num, 0, hdr, sizeof(hdr));
+    return tx_header_allowed(n, hdr);
+}
+
+/* Hand the pending request to the back end. False when it has to wait. */
+static bool tx_send_pending(struct virtio_net *n, struct virtq *vq)
+{
+    size_t len = n->tx_elem.out_len;
+    ssize_t put;
+
+    if (!tx_may_send(n, len))
+        return false;
+    put = n->backend->ops->send(n->backend, n->tx_iov, n->tx_elem.out_num);
+    if (put == -EAGAIN) {
+        watch_writable(n, true);
+        return false;
+    }
+    watch_writable(n, false);
+    if (put < 0) {
+        n->stats.tx_errors++;
+        log_ratelimited(LOG_WARN, "%s: the %s back end refused a frame: %s", net_name(n),
+                        n->backend->ops->kind, strerror((int)-put));
+    } else {
+        n->stats.tx_packets++;
+        n->stats.tx_bytes += len - NET_HDR_LEN;
+    }
+    /* The device writes nothing into a transmit chain. */
+    virtq_push(vq, n->tx_elem.head, 0);
+    n->tx_pending = false;
+    return true;
+}
+
+static enum tx_result tx_one(struct virtio_net *n, struct virtq *vq)
+{
+    int ret;
+
+    if (!n->tx_pending) {
+        ret = virtq_pop(vq, &n->tx_elem, n->tx_iov, TX_IOV_MAX);
+        if (ret < 0)
+            return TX_BROKEN;
+        if (ret == 0)
+            return TX_EMPTY;
+        if (!tx_request_valid(n)) {
+            virtq_push(vq, n->tx_elem.head, 0);
+            return TX_SENT;
+        }
+        n->tx_pending = true;
+    }
+    return tx_send_pending(n, vq) ? TX_SENT : TX_FULL;
+}
+
+static void tx_process(struct virtio_net *n)
+{
+    struct virtq *vq = &n->vdev.queues[TX_QUEUE];
+    uint16_t used_before = vq->used_idx;
+    unsigned int budget;
+
+    /* The guest need not notify while the device is draining anyway. */
+    virtq_disable_notify(vq);
+    for (budget = NET_BUDGET; budget > 0; budget--) {
+        enum tx_result r = tx_one(n, vq);
+
+        if (r == TX_BROKEN) {
+            virtio_device_broken(&n->vdev, vq->error);
+            return;
+        }
+        if (r == TX_FULL)
+            break; /* EPOLLOUT resumes; notifications stay off meanwhile */
+        if (r == TX_EMPTY) {
+            if (!virtq_enable_notify(vq))
+                break;
+            virtq_disable_notify(vq);
+        }
+    }
+    if (budget == 0)
+        kick_later(vq);
+    if (vq->used_idx != used_before)
+        virtio_queue_done(&n->vdev, vq);
+}
+
+/* --- receive ------------------------------------------------------------------------------- */
+
+enum rx_result {
+    RX_PROGRESS,      /* a frame was delivered or dropped: go on */
+    RX_NO_BUFFERS,    /* the guest must add buffers first */
+    RX_BACKEND_EMPTY, /* nothing to read */
+    RX_BROKEN,        /* the guest broke the ring */
+};
+
+/*
+ * Could the device take one more chain? Without MRG_RXBUF a frame has one
+ * chain. With it, the pool must keep room for the longest chain, and once
+ * the device holds as many chains as the ring has entries the guest cannot
+ * add more: a frame the held chains cannot take must then be dropped.
+ */
+static bool rx_can_hold_another(const struct virtio_net *n, const struct virtq *vq)
+{
+    if (!n->mergeable)
+        return n->rx_nr_held == 0;
+    return n->rx_nr_held < vq->size && n->rx_nr_held < NET_QUEUE_SIZE &&
+           RX_IOV_POOL - n->rx_nr_iov >= NET_QUEUE_SIZE;
+}
+
+/* Take chains from the ring until the held ones can take `want` bytes or no more can be taken. */
+static int rx_take_buffers(struct virtio_net *n, struct virtq *vq, size_t want)
+{
+    unsigned int tries = vq->size;
+    struct virtq_elem elem;
+    uint32_t capacity;
+    int ret;
+
+    while (n->rx_capacity < want && rx_can_hold_another(n, vq) && tries-- > 0) {
+        ret = virtq_pop(vq, &elem, &n->rx_iov[n->rx_nr_iov], RX_IOV_POOL - n->rx_nr_iov);
+        if (ret <= 0)
+            return ret;
+        if (elem.out_num) {
+            /* A receive buffer the device may not write: give it back unused. */
+            log_ratelimited(LOG_WARN, "%s: receive chain has a device-readable buffer",
+                            net_name(n));
+            n->stats.rx_errors++;
+            virtq_push(vq, elem.head, 0);
+            continue;
+        }
+        /* No frame needs more than NET_PACKET_MAX of one chain (and it fits 32 bits). */
+        capacity = elem.in_len < NET_PACKET_MAX ? (uint32_t)elem.in_len : NET_PACKET_MAX;
+        n->rx_held[n->rx_nr_held++] = (struct rx_chain){
+            .head = elem.head, .nr_iov = (uint16_t)elem.in_num, .capacity = capacity};
+        n->rx_nr_iov += elem.in_num;
+        n->rx_capacity += capacity;
+    }
+    return 0;
+}
+
+/* Forget the first `chains` held chains (they went back to the guest). */
+static void rx_release(struct virtio_net *n, unsigned int chains, unsigned int iovs, size_t bytes)
+{
+    memmove(n->rx_held, n->rx_held + chains, (n->rx_nr_held - chains) * sizeof(n->rx_held[0]));
+    memmove(n->rx_iov, n->rx_iov + iovs, (n->rx_nr_iov - iovs) * sizeof(n->rx_iov[0]));
+    n->rx_nr_held -= chains;
+    n->rx_nr_iov -= iovs;
+    n->rx_capacity -= bytes;
+}
+
+/*
+ * A frame of `len` bytes (header included, len >= NET_HDR_LEN) is in the
+ * held chains: give the guest as many chains as it fills.
+ */
+static void rx_complete(struct virtio_net *n, struct virtq *vq, size_t len)
+{
+    unsigned int chains = 0, iovs = 0;
+    size_t left = len, capacity = 0;
+    uint8_t num_buffers[2];
+
+    while (left > 0) {
+        const struct rx_chain *c = &n->rx_held[chains++];
+        size_t part = c->capacity < left ? c->capacity : left;
+
+        left -= part;
+        iovs += c->nr_iov;
+        capacity += c->capacity;
+    }
+    /* Without MRG_RXBUF this is 1 too, as VERSION_1 requires. */
+    put_le16(num_buffers, (uint16_t)chains);
+    buf_to_iov(n->rx_iov, iovs, NET_HDR_NUM_BUFFERS, num_buffers, sizeof(num_buffers));
+    /* The tap marks checksums it verified (DATA_VALID); without GUEST_CSUM flags must be 0. */
+    if (!n->guest_csum)
+        buf_to_iov(n->rx_iov, iovs, NET_HDR_FLAGS, &(uint8_t){0}, 1);
+    left = len;
+    for (unsigned int i = 0; i < chains; i++) {
+        uint32_t part = n->rx_held[i].capacity < left ? n->rx_held[i].capacity : (uint32_t)left;
+
+        virtq_push(vq, n->rx_held[i].head, part);
+        left -= part;
+    }
+    rx_release(n, chains, iovs, capacity);
+    rx_account(n, len - NET_HDR_LEN);
+}
+
+/* Deliver the frame waiting in the bounce buffer, drop it, or wait for buffers. */
+static enum rx_result rx_flush_bounce(struct virtio_net *n, struct virtq *vq)
+{
+    size_t len = n->rx_bounce_len;
+
+    if (rx_take_buffers(n, vq, len) < 0)
+        return RX_BROKEN;
+    if (n->rx_capacity >= len) {
+        buf_to_iov(n->rx_iov, n->rx_nr_iov, 0, n->rx_bounce, len);
+        rx_complete(n, vq, len);
+        n->rx_bounce_len = 0;
+        return RX_PROGRESS;
+    }
+    if (n->rx_nr_held && !rx_can_hold_another(n, vq)) {
+        /* More guest buffers cannot help: one chain per frame, or the device holds its maximum. */
+        log_ratelimited(LOG_WARN,
+                        "%s: dropped a %zu-byte frame: the guest's receive buffers "
+                        "are too small",
+                        net_name(n), len - NET_HDR_LEN);
+        n->stats.rx_dropped++;
+        n->rx_bounce_len = 0;
+        return RX_PROGRESS;
+    }
+    return RX_NO_BUFFERS;
+}
+
+static enum rx_result rx_read_failed(struct virtio_net *n, ssize_t ret)
+{
+    if (ret == -EAGAIN) {
+        n->rx_maybe_readable = false;
+        return RX_BACKEND_EMPTY;
+    }
+    if (ret == -EMSGSIZE || ret == -EFAULT || ret == -EINVAL) {
+        /* The back end lost this one frame; the next may be fine. */
+        n->stats.rx_dropped++;
+        return RX_PROGRESS;
+    }
+    /* The back end itself is unwell: wait for its next event rather than spin on it. */
+    n->stats.rx_errors++;
+    n->rx_maybe_readable = false;
+    log_ratelimited(LOG_WARN, "%s: read from the %s back end: %s", net_name(n),
+                    n->backend->ops->kind, strerror((int)-ret));
+    return RX_BACKEND_EMPTY;
+}
+
+static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
+{
+    struct iovec bounce = {.iov_base = n->rx_bounce, .iov_len = NET_PACKET_MAX};
+    bool direct;
+    ssize_t got;
+
+    if (n->rx_bounce_len)
+        return rx_flush_bounce(n, vq);
+    if (!rx_may_receive(n))
+        return RX_BACKEND_EMPTY;
+    if (rx_take_buffers(n, vq, NET_PACKET_MAX) < 0)
+        return RX_BROKEN;
+    if (n->rx_nr_held == 0)
+        return RX_NO_BUFFERS;
+    /* Straight into guest memory when no frame can be too big for the held chains. */
+    direct = n->rx_capacity >= NET_PACKET_MAX;
+    got = direct ? n->backend->ops->recv(n->backend, n->rx_iov, n->rx_nr_iov)
+                 : n->backend->ops->recv(n->backend, &bounce, 1);
+    if (got < 0)
+        return rx_read_failed(n, got);
+    if (got < NET_HDR_LEN || got > NET_PACKET_MAX) {
+        /* No back end should produce this; do not hand the guest a length it never had. */
+        n->stats.rx_errors++;
+        return RX_PROGRESS;
+    }
+    if (direct) {
+        rx_complete(n, vq, (size_t)got);
+        return RX_PROGRESS;
+    }
+    n->rx_bounce_len = (size_t)got;
+    return rx_flush_bounce(n, vq);
+}
+
+static void rx_process(struct virtio_net *n)
+{
+    struct virtq *vq = &n->vdev.queues[RX_QUEUE];
+    uint16_t used_before = vq->used_idx;
+    unsigned int budget;
+
+    /* Buffers the guest adds matter only once the device runs short: see RX_NO_BUFFERS. */
+    virtq_disable_notify(vq);
+    for (budget = NET_BUDGET; budget > 0; budget--) {
+        enum rx_result r;
+
+        if (!n->rx_maybe_readable && !n->rx_bounce_len)
+            break;
+        r = rx_one(n, vq);
+        if (r == RX_BROKEN) {
+            virtio_device_broken(&n->vdev, vq->error);
+            return;
+        }
+        if (r == RX_BACKEND_EMPTY)
+            break;
+        if (r == RX_NO_BUFFERS) {
+            /* Ask to be notified of new buffers, unless some arrived meanwhile. */
+            if (!virtq_enable_notify(vq))
+                break;
+            virtq_disable_notify(vq);
+        }
+    }
+    if (budget == 0)
+        kick_later(vq);
+    if (vq->used_idx != used_before)
+        virtio_queue_done(&n->vdev, vq);
+}
+
+/* --- events and device operations ------------------------------------------------------------ */
+
+static bool rx_has_work(const struct virtio_net *n)
+{
+    return n->rx_maybe_readable || n->rx_bounce_len;
+}
+
+static void on_backend_event(struct event_source *src, uint32_t events)
+{
+    struct virtio_net *n = container_of(src, struct virtio_net, backend_src);
+
+    virtio_lock(&n->vdev);
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        n->rx_maybe_readable = true;
+    if (n->vdev.active && (events & EPOLLOUT) && n->tx_pending)
+        tx_process(n);
+    if (n->vdev.active && rx_has_work(n))
+        rx_process(n);
+    virtio_unlock(&n->vdev);
+}
+
+static void net_queue_notify(struct virtio_device *vdev, struct virtq *vq)
+{
+    struct virtio_net *n = to_net(vdev);
+
+    if (vq->index == TX_QUEUE)
+        tx_process(n);
+    else if (rx_has_work(n))
+        rx_process(n);
+}
+
+static void net_read_config(struct virtio_device *vdev, uint32_t offset, uint8_t *data,
+                            uint32_t len)
+{
+    memcpy(data, to_net(vdev)->config + offset, len);
+}
+
+static void net_write_config(struct virtio_device *vdev, uint32_t offset, const uint8_t *data,
+                             uint32_t len)
+{
+    (void)data;
+    /* Only legacy drivers wrote the MAC here; a VERSION_1 driver writes nothing (5.1.4.2). */
+    log_ratelimited(LOG_INFO, "%s: ignored a %u-byte configuration write at %u",
+                    net_name(to_net(vdev)), len, offset);
+}
+
+static unsigned int guest_offloads(const struct virtio_device *vdev)
+{
+    unsigned int offloads = NET_OFFLOAD_CSUM;
+
+    /* Every receive offload depends on GUEST_CSUM (5.1.3.1); a driver without it gets none. */
+    if (!virtio_has_feature(vdev, NET_F_GUEST_CSUM))
+        return 0;
+    if (virtio_has_feature(vdev, NET_F_GUEST_TSO4))
+        offloads |= NET_OFFLOAD_TSO4;
+    if (virtio_has_feature(vdev, NET_F_GUEST_TSO6))
+        offloads |= NET_OFFLOAD_TSO6;
+    if (virtio_has_feature(vdev, NET_F_GUEST_ECN))
+        offloads |= NET_OFFLOAD_TSO_ECN;
+    if (virtio_has_feature(vdev, NET_F_GUEST_UFO))
+        offloads |= NET_OFFLOAD_UFO;
+    return offloads;
+}
+
+static int net_activate(struct virtio_device *vdev)
+{
+    struct virtio_net *n = to_net(vdev);
+    struct vr_error *err = NULL;
+    int ret;
+
+    n->mergeable = virtio_has_feature(vdev, NET_F_MRG_RXBUF);
+    n->guest_csum = virtio_has_feature(vdev, NET_F_GUEST_CSUM);
+    /* The back end must not send what the guest cannot take, e.g. after a reset with fewer. */
+    ret = n->backend->ops->set_offloads(n->backend, guest_offloads(vdev), &err);
+    if (ret < 0) {
+        log_ratelimited(LOG_ERROR, "%s: %s", net_name(n), err->msg);
+        vr_error_free(&err);
+        return ret;
+    }
+    /* The core kicks every queue next: frames that waited in the back end get read then. */
+    return 0;
+}
+
+static void net_reset(struct virtio_device *vdev)
+{
+    struct virtio_net *n = to_net(vdev);
+
+    /* All I/O is synchronous: forgetting the guest's chains is enough. */
+    n->tx_pending = false;
+    watch_writable(n, false);
+    n->rx_nr_held = n->rx_nr_iov = 0;
+    n->rx_capacity = 0;
+    if (n->rx_bounce_len) {
+        n->stats.rx_dropped++;
+        n->rx_bounce_len = 0;
+    }
+}
+
+static void net_destroy(struct virtio_device *vdev)
+{
+    struct virtio_net *n = to_net(vdev);
+
+    if (n->backend_events && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &n->backend_src);
+    net_backend_destroy(n->backend);
+    virtio_device_cleanup(vdev);
+    free(n->rx_bounce);
+    free(n->id);
+    free(n);
+}
+
+static const struct virtio_device_ops net_ops = {
+    .name = "virtio-net",
+    .device_id = VIRTIO_ID_NET,
+    .read_config = net_read_config,
+    .write_config = net_write_config,
+    .activate = net_activate,
+    .reset = net_reset,
+    .queue_notify = net_queue_notify,
+    .destroy = net_destroy,
+};
+
+/* --- creation ------------------------------------------------------------------------------ */
+
+static int random_mac(uint8_t mac[6], struct vr_error **err)
+{
+    if (getrandom(mac + 1, 5, 0) != 5)
+        return vr_error_set(err, errno, "getrandom for a MAC address");
+    mac[0] = 0x02; /* locally administered, unicast */
+    return 0;
+}
+
+static int fill_config(struct virtio_net *n, const struct virtio_net_params *params,
+                       struct vr_error **err)
+{
+    uint8_t *mac = n->config + NET_CONFIG_MAC;
+
+    if (params->has_mac)
+        memcpy(mac, params->mac, 6);
+    else if (random_mac(mac, err) < 0)
+        return -EIO;
+    put_le16(n->config + NET_CONFIG_STATUS, NET_STATUS_LINK_UP);
+    put_le16(n->config + NET_CONFIG_MAX_PAIRS, 1);
+    return 0;
+}
+
+static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct event_loop *loop,
+                    const struct virtio_net_params *params, struct vr_error **err)
+{
+    int ret;
+
+    ret = virtio_device_init(&n->vdev, &net_ops, mem, loop, 2, NET_QUEUE_SIZE, NET_FEATURES,
+                             NET_CONFIG_SIZE, err);
+    if (ret < 0)
+        return ret;
+    n->rx_bounce = malloc(NET_PACKET_MAX);
+    if (n->rx_bounce == NULL)
+        return vr_error_set(err, ENOMEM, "allocate the receive buffer");
+    if (params->id && (n->id = strdup(params->id)) == NULL)
+        return vr_error_set(err, ENOMEM, "allocate the interface id");
+    ret = fill_config(n, params, err);
+    if (ret < 0)
+        return ret;
+    /* Frames may be waiting already; the first activation reads them. */
+    n->rx_maybe_readable = true;
+    n->backend_src = (struct event_source){.fd = n->backend->fd, .handler = on_backend_event};
+    ret = event_loop_add(loop, &n->backend_src, EPOLLIN | EPOLLET, err);
+    if (ret < 0)
+        return vr_error_wrap(err, "watch the %s back end", n->backend->ops->kind);
+    n->backend_events = EPOLLIN | EPOLLET;
+    return 0;
+}
+
+int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_loop *loop,
+                                   const struct virtio_net_params *params,
+                                   struct net_backend *backend, struct virtio_device **out,
+                                   struct vr_error **err)
+{
+    struct virtio_net *n = calloc(1, sizeof(*n));
+    int ret;
+
+    if (n == NULL) {
+        net_backend_destroy(backend);
+        return vr_error_set(err, ENOMEM, "allocate virtio-net");
+    }
+    n->backend = backend;
+    ret = net_init(n, mem, loop, params, err);
+    if (ret < 0) {
+        net_destroy(&n->vdev);
+        return ret;
+    }
+    *out = &n->vdev;
+    return 0;
+}
+
+int virtio_net_create(const struct guest_memory *mem, struct event_loop *loop,
+                      const struct virtio_net_params *params, struct virtio_device **out,
+                      struct vr_error **err)
+{
+    struct net_backend *backend;
+    int ret;
+
+    ret = tap_open(params->tap_name, &backend, err);
+    if (ret == 0)
+        ret = virtio_net_create_with_backend(mem, loop, params, backend, out, err);
+    if (ret < 0 && params->id)
+        return vr_error_wrap(err, "network interface '%s'", params->id);
+    return ret;
+}
+
+/* --- queries ------------------------------------------------------------------------------- */
+
+void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (vdev == NULL || vdev->ops != &net_ops)
+        return;
+    virtio_lock(vdev);
+    *out = to_net(vdev)->stats;
+    virtio_unlock(vdev);
+}
+
+void virtio_net_mac(struct virtio_device *vdev, uint8_t mac[6])
+{
+    memset(mac, 0, 6);
+    if (vdev == NULL || vdev->ops != &net_ops)
+        return;
+    /* Fixed at creation: no lock needed. */
+    memcpy(mac, to_net(vdev)->config + NET_CONFIG_MAC, 6);
+}
+
+const char *virtio_net_id(const struct virtio_device *vdev)
+{
+    if (vdev == NULL || vdev->ops != &net_ops)
+        return NULL;
+    return container_of(vdev, struct virtio_net, vdev)->id;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int net_parse_mac(const char *text, uint8_t mac[6], struct vr_error **err)
+{
+    uint8_t out[6];
+
+    if (text == NULL || strlen(text) != 17)
+        goto bad;
+    for (int i = 0; i < 6; i++) {
+        const char *p = text + 3 * i;
+        int hi = hex_digit(p[0]), lo = hex_digit(p[1]);
+
+        if (hi < 0 || lo < 0 || (i < 5 && p[2] != ':'))
+            goto bad;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (out[0] & 1)
+        return vr_error_new(err, EINVAL, "MAC address '%s' is a multicast address", text);
+    if (!(out[0] | out[1] | out[2] | out[3] | out[4] | out[5]))
+        return vr_error_new(err, EINVAL, "MAC address '%s' is all zeros", text);
+    memcpy(mac, out, 6);
+    return 0;
+bad:
+    return vr_error_new(err, EINVAL, "MAC address '%s' is not of the form aa:bb:cc:dd:ee:ff",
+                        text ? text : "");
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-net (virtio 1.2, 5.1): one receive and one transmit queue in
+ * front of a network back end (a TAP interface, see backends/tap.h).
+ * Frames cross with their virtio_net_hdr_v1 untouched, so the guest and
+ * the host kernel negotiate checksum and segmentation offloads directly.
+ */
+#ifndef VIREO_VMM_VIRTIO_NET_H
+#define VIREO_VMM_VIRTIO_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../backends/net_backend.h"
+#include "virtio.h"
+
+struct virtio_net_params {
+    /* An existing tap interface, or one vireo creates (and that vanishes when it exits). */
+    const char *tap_name;
+    uint8_t mac[6];
+    bool has_mac;   /* else a random locally administered unicast MAC, 02:xx:xx:xx:xx:xx */
+    const char *id; /* interface id (Firecracker's iface_id), for messages; may be NULL */
+};
+
+struct virtio_net_stats {
+    uint64_t rx_bytes, rx_packets; /* delivered to the guest (bytes: frames without header) */
+    uint64_t rx_dropped; /* frames read from the back end that no guest buffer could take */
+    uint64_t rx_errors;  /* back-end read failures, malformed guest receive buffers */
+    uint64_t tx_bytes, tx_packets; /* taken by the back end */
+    uint64_t tx_dropped;           /* malformed guest requests the device refused */
+    uint64_t tx_errors;            /* frames the back end refused (e.g. EIO: the tap is down) */
+};
+
+/* Open the tap `params->tap_name` and create the device on it. */
+int virtio_net_create(const struct guest_memory *mem, struct event_loop *loop,
+                      const struct virtio_net_params *params, struct virtio_device **out,
+                      struct vr_error **err);
+
+/*
+ * Create the device on a back end the caller opened; params->tap_name is
+ * ignored. The device owns `backend` from here on, also when this fails.
+ */
+int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_loop *loop,
+                                   const struct virtio_net_params *params,
+                                   struct net_backend *backend, struct virtio_device **out,
+                                   struct vr_error **err);
+
+/* A snapshot of the counters; any thread. Zeros for a device that is not virtio-net. */
+void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out);
+
+/* The MAC address the guest sees, and the interface id given at creation (or NULL). */
+void virtio_net_mac(struct virtio_device *vdev, uint8_t mac[6]);
+const char *virtio_net_id(const struct virtio_device *vdev);
+
+/* Parse "aa:bb:cc:dd:ee:ff" (hex, either case); refuses multicast and all-zero addresses. */
+int net_parse_mac(const char *text, uint8_t mac[6], struct vr_error **err);
+
+#endif
