@@ -34,6 +34,7 @@
 #include "virtio/balloon.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
+#include "virtio/net.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
 #include "vm.h"
@@ -358,8 +359,19 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
     int ret = 0;
 
     /* Parsed already; their devices are being merged (issue 3). */
-    if (cfg->nr_disks || cfg->nr_nets || cfg->vsock)
-        return vr_error_new(err, ENOTSUP, "--disk, --net and --vsock are not in this build yet");
+    if (cfg->nr_disks || cfg->vsock)
+        return vr_error_new(err, ENOTSUP, "--disk and --vsock are not in this build yet");
+    for (unsigned int i = 0; ret == 0 && i < cfg->nr_nets; i++) {
+        const struct machine_net *n = &cfg->nets[i];
+        struct virtio_net_params params = {.tap_name = n->tap, .has_mac = n->has_mac, .id = n->id};
+
+        memcpy(params.mac, n->mac, sizeof(params.mac));
+        ret = virtio_net_create(&m->mem, &m->loop, &params, &vdev, err);
+        if (ret == 0)
+            ret = place_virtio(m, vdev, err);
+        else
+            vr_error_wrap(err, "--net tap=%s", n->tap);
+    }
     if (ret == 0 && cfg->balloon && (ret = create_balloon(m, cfg, &vdev, err)) == 0)
         ret = place_virtio(m, vdev, err);
     if (ret == 0 && cfg->rng && (ret = virtio_rng_create(&m->mem, &m->loop, &vdev, err)) == 0)

@@ -19,6 +19,7 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 #include "machine.h"
+#include "virtio/net.h"
 
 #define EXIT_SETUP_FAILED 1
 #define EXIT_VM_FAILED    2
@@ -196,31 +197,9 @@ static void parse_disk(const char *text, struct machine_config *cfg)
     }
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* "52:54:00:12:34:56": six pairs of hex digits separated by colons, unicast. */
-static void parse_mac(const char *text, uint8_t mac[6])
-{
-    for (int i = 0; i < 6; i++) {
-        const char *p = text + 3 * i;
-        int hi = hex_digit(p[0]), lo = hi < 0 ? -1 : hex_digit(p[1]);
-
-        if (hi < 0 || lo < 0 || p[2] != (i == 5 ? '\0' : ':'))
-            die("--net: mac=%s is not a MAC address like 52:54:00:12:34:56", text);
-        mac[i] = (uint8_t)(hi << 4 | lo);
-    }
-    if (mac[0] & 1)
-        die("--net: mac=%s is a multicast address; a NIC needs a unicast one", text);
-}
-
 static void parse_net(const char *text, struct machine_config *cfg)
 {
+    cleanup_error struct vr_error *err = NULL;
     char *rest = copy_option(text), *key, *value;
     struct machine_net *n;
 
@@ -233,7 +212,8 @@ static void parse_net(const char *text, struct machine_config *cfg)
             n->tap = value;
         } else if (strcmp(key, "mac") == 0) {
             need_value("--net", key, value);
-            parse_mac(value, n->mac);
+            if (net_parse_mac(value, n->mac, &err) < 0)
+                die("--net: %s", err->msg);
             n->has_mac = true;
         } else if (strcmp(key, "id") == 0) {
             need_value("--net", key, value);
