@@ -37,6 +37,7 @@
 #include "virtio/net.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "vm.h"
 
 /* Most vCPUs the MADT can describe with 8-bit xAPIC IDs (0xff is broadcast). */
@@ -359,8 +360,8 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
     int ret = 0;
 
     /* Parsed already; their devices are being merged (issue 3). */
-    if (cfg->nr_disks || cfg->vsock)
-        return vr_error_new(err, ENOTSUP, "--disk and --vsock are not in this build yet");
+    if (cfg->nr_disks)
+        return vr_error_new(err, ENOTSUP, "--disk is not in this build yet");
     for (unsigned int i = 0; ret == 0 && i < cfg->nr_nets; i++) {
         const struct machine_net *n = &cfg->nets[i];
         struct virtio_net_params params = {.tap_name = n->tap, .has_mac = n->has_mac, .id = n->id};
@@ -371,6 +372,16 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
             ret = place_virtio(m, vdev, err);
         else
             vr_error_wrap(err, "--net tap=%s", n->tap);
+    }
+    if (ret == 0 && cfg->vsock) {
+        struct virtio_vsock_config vc = {.guest_cid = cfg->vsock_cfg.cid,
+                                         .uds_path = cfg->vsock_cfg.uds};
+
+        ret = virtio_vsock_create(&m->mem, &m->loop, &vc, &vdev, err);
+        if (ret == 0)
+            ret = place_virtio(m, vdev, err);
+        else
+            vr_error_wrap(err, "--vsock");
     }
     if (ret == 0 && cfg->balloon && (ret = create_balloon(m, cfg, &vdev, err)) == 0)
         ret = place_virtio(m, vdev, err);
