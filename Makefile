@@ -30,9 +30,9 @@ VMM_BIN  := $(BUILD)/vireo-vmm
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 PAYLOADS   := $(patsubst tests/payloads/%.S,$(BUILD)/payloads/%.elf,$(wildcard tests/payloads/*.S))
 
-.PHONY: all vmm unit-tests payloads clean deps guest guest-kernel sandbox demo test \
-        test-unit test-payloads test-e2e test-asan test-clang test-fuzz fuzz bench format \
-        format-check help
+.PHONY: all vmm unit-tests payloads clean deps guest guest-kernel rootfs sandbox demo test \
+        test-unit test-payloads test-e2e test-asan test-clang test-fuzz test-rootfs fuzz bench \
+        format format-check help
 
 all: vmm
 
@@ -42,6 +42,8 @@ help:
 	@echo "make test       run every test tier (gcc, clang, ASan+UBSan, payloads, e2e, fuzz)"
 	@echo "make guest      build the default guest (Debian cloud kernel + busybox initramfs)"
 	@echo "make guest-kernel  build the optional minimal guest kernel (4-12 minutes)"
+	@echo "make rootfs     build the Debian 12 root-disk guest (ext4 image + initramfs; root, about 1 minute)"
+	@echo "make test-rootfs   test the root-disk guest's command-line and ip= parsing on the host"
 	@echo "make bench      run the benchmarks (results in docs/performance.md)"
 	@echo "make deps       install build and test dependencies with apt-get"
 	@echo "make format     reformat the C sources with clang-format"
@@ -113,6 +115,12 @@ guest:
 
 guest-kernel: deps
 	guest/build-kernel
+
+rootfs: deps
+	@guest/build-rootfs >/dev/null
+
+test-rootfs:
+	tests/rootfs/run
 
 sandbox:
 	tests/sandbox/run --prepare
