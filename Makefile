@@ -73,7 +73,22 @@ $(BUILD)/payloads/%.elf: tests/payloads/%.S tests/payloads/payload.ld tests/payl
 	$(CC) -m32 -c -nostdlib -o $(@:.elf=.o) $<
 	ld -m elf_i386 -T tests/payloads/payload.ld -o $@ $(@:.elf=.o)
 
-payloads: $(PAYLOADS)
+# Payloads in freestanding C: tests/payloads/NAME.c linked with every tests/payloads/runtime/*.c.
+# Fixed flags, not $(CFLAGS): sanitizer and host options do not apply to a bare-metal guest.
+C_PAYLOADS := $(patsubst tests/payloads/%.c,$(BUILD)/payloads/%.elf,$(wildcard tests/payloads/*.c))
+PAYLOAD_RUNTIME := $(patsubst tests/payloads/runtime/%.c,$(BUILD)/payloads/runtime/%.o,\
+                     $(wildcard tests/payloads/runtime/*.c))
+PAYLOAD_CFLAGS := -std=gnu17 $(WARNINGS) -m32 -ffreestanding -fno-pic -fno-stack-protector \
+                  -nostdlib -O2 -mgeneral-regs-only -fno-asynchronous-unwind-tables
+$(BUILD)/payloads/%.o: tests/payloads/%.c $(wildcard tests/payloads/runtime/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PAYLOAD_CFLAGS) -c -o $@ $<
+$(BUILD)/payloads/%.elf: $(BUILD)/payloads/%.o $(PAYLOAD_RUNTIME) tests/payloads/payload.ld
+	ld -m elf_i386 -T tests/payloads/payload.ld -o $@ $< $(PAYLOAD_RUNTIME)
+
+.SECONDARY: $(PAYLOAD_RUNTIME) $(C_PAYLOADS:.elf=.o)
+
+payloads: $(PAYLOADS) $(C_PAYLOADS)
 
 test-payloads: vmm payloads
 	VIREO_BUILD=$(BUILD) tests/payloads/run
@@ -141,8 +156,8 @@ $(BUILD)/bench/stamp-exec: bench/stamp-exec.c
 bench: vmm guest $(BENCH_TOOLS)
 	bench/run
 
-# C sources only; tests/payloads/*.h are assembler macros.
-FORMAT_FILES = $$(git ls-files '*.c' '*.h' | grep -v '^tests/payloads/')
+# C sources only; tests/payloads/payload.h holds assembler macros.
+FORMAT_FILES = $$(git ls-files '*.c' '*.h' | grep -v '^tests/payloads/payload\.h$$')
 format:
 	clang-format -i $(FORMAT_FILES)
 
