@@ -79,10 +79,11 @@ class Run:
 class Vmm:
     """A running vireo-vmm whose console is on pipes, for interactive tests."""
 
-    def __init__(self, args, force=None, stdin=subprocess.PIPE, env=None):
+    def __init__(self, args, force=None, stdin=subprocess.PIPE, env=None, prefix=()):
+        """`prefix` runs the monitor under another command, e.g. ip netns exec NS."""
         if force is None:
             force = needs_force()
-        self.argv = [vmm_path()] + list(args) + (["--force"] if force else [])
+        self.argv = list(prefix) + [vmm_path()] + list(args) + (["--force"] if force else [])
         self.start = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)

@@ -147,9 +147,10 @@ static int walk_indirect(struct virtq *vq, struct chain_walk *w, const struct vi
     table = gpa_to_hva(vq->mem, d->addr, d->len);
     if (table == NULL)
         return broken(vq, "indirect table is not in guest RAM");
-    for (;;) {
-        if (++w->seen > vq->size)
-            return broken(vq, "chain is longer than the queue size (a loop?)");
+    /* The table's entries are the chain: bounded by the table, not by what led to it. */
+    for (uint32_t visited = 1;; visited++) {
+        if (visited > count)
+            return broken(vq, "indirect chain is longer than its table (a loop?)");
         memcpy(&cur, &table[i], sizeof(cur));
         if (cur.flags & VIRTQ_DESC_F_INDIRECT)
             return broken(vq, "indirect table holds an indirect descriptor");
