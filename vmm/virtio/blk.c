@@ -1,0 +1,730 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-blk (virtio 1.2, 5.2).
+ *
+ * Each request the driver makes available gets one slot from a fixed pool
+ * (as many as the queue has entries), which holds its iovecs, its parsed
+ * header and the back-end operation; nothing is allocated per request.
+ * The queue is drained with notifications suppressed, every request in the
+ * batch goes to the back end, and the back end is kicked once. Completions
+ * come back on the event loop through the back end's eventfd, and the
+ * driver is interrupted once per batch of them.
+ *
+ * The request layout is not assumed (5.2.6.2: "the device MUST NOT make
+ * assumptions about the message framing"): the header is the first 16
+ * device-readable bytes, the status the last device-writable byte, and
+ * the data whatever lies between, split across buffers as the driver
+ * likes. A request that breaks the rules is answered with IOERR (UNSUPP
+ * for an unknown type or flag) and the device goes on serving.
+ */
+#include "blk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "../../lib/log.h"
+#include "../../lib/util.h"
+
+#define BLK_MAX_SEG VIRTIO_BLK_MAX_DISCARD_SEG
+#define SECTOR      DISK_SECTOR_SIZE
+#define HDR_SIZE    16
+#define SEG_SIZE    16
+
+struct blk_seg {
+    uint64_t sector;
+    uint32_t num_sectors;
+    uint32_t flags;
+};
+
+struct blk_req {
+    struct disk_op op;
+    struct blk_req *next_free;
+    uint16_t head;
+    uint32_t type;
+    uint8_t *status;   /* the last device-writable byte */
+    uint32_t used_len; /* device-writable bytes written on success, status included */
+    uint64_t bytes;    /* data moved, for the counters */
+    unsigned int nr_segs, cur_seg;
+    struct blk_seg segs[BLK_MAX_SEG];
+    struct iovec iov[VIRTIO_BLK_QUEUE_SIZE];
+};
+
+struct virtio_blk {
+    struct virtio_device vdev;
+    struct disk *disk;
+    struct event_source done_src;
+    bool done_watched;
+    bool read_only;
+    bool dropping;    /* reset: completions are forgotten, guest memory left alone */
+    bool starved;     /* requests wait in the ring for a free slot */
+    bool need_signal; /* used entries pushed since the last interrupt decision */
+    char *id;
+    char *path;
+    uint8_t serial[VIRTIO_BLK_ID_BYTES];
+    uint64_t capacity; /* 512-byte sectors */
+    uint8_t config[VIRTIO_BLK_CFG_SIZE];
+    struct virtio_blk_stats stats;
+    struct blk_req *free_list;
+    struct blk_req *reqs;
+};
+
+static struct virtio_blk *to_blk(const struct virtio_device *vdev)
+{
+    return container_of(vdev, struct virtio_blk, vdev);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static unsigned int log2u(unsigned int x)
+{
+    unsigned int n = 0;
+
+    while (x > 1) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+}
+
+static void build_config(struct virtio_blk *blk)
+{
+    const struct disk_info *info = disk_info(blk->disk);
+    unsigned int lbs = info->logical_block;
+    unsigned int per_phys = info->phys_block / lbs;
+    uint8_t *c = blk->config;
+
+    memset(c, 0, sizeof(blk->config));
+    put_le64(c + VIRTIO_BLK_CFG_CAPACITY, blk->capacity);
+    put_le32(c + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX);
+    put_le32(c + VIRTIO_BLK_CFG_BLK_SIZE, lbs);
+    c[VIRTIO_BLK_CFG_PHYSICAL_BLOCK_EXP] = (uint8_t)log2u(per_phys);
+    c[VIRTIO_BLK_CFG_ALIGNMENT_OFFSET] = 0;
+    put_le16(c + VIRTIO_BLK_CFG_MIN_IO_SIZE, (uint16_t)per_phys);
+    put_le32(c + VIRTIO_BLK_CFG_OPT_IO_SIZE, 0);
+    put_le16(c + VIRTIO_BLK_CFG_NUM_QUEUES, 1);
+    put_le32(c + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS);
+    put_le32(c + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, BLK_MAX_SEG);
+    put_le32(c + VIRTIO_BLK_CFG_DISCARD_SECTOR_ALIGNMENT, info->phys_block / SECTOR);
+    put_le32(c + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS);
+    put_le32(c + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SEG, BLK_MAX_SEG);
+    c[VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP] = 1;
+}
+
+/* --- completing requests ------------------------------------------------------------------- */
+
+static void release(struct virtio_blk *blk, struct blk_req *req)
+{
+    req->next_free = blk->free_list;
+    blk->free_list = req;
+}
+
+/* Return a request to the driver with `status`; the interrupt waits for the end of the batch. */
+static void complete(struct virtio_blk *blk, struct blk_req *req, uint8_t status)
+{
+    struct virtq *vq = &blk->vdev.queues[0];
+
+    if (status == VIRTIO_BLK_S_IOERR)
+        blk->stats.errors++;
+    else if (status == VIRTIO_BLK_S_UNSUPP)
+        blk->stats.unsupported++;
+    __atomic_store_n(req->status, status, __ATOMIC_RELAXED);
+    virtq_push(vq, req->head, status == VIRTIO_BLK_S_OK ? req->used_len : 1);
+    blk->need_signal = true;
+    release(blk, req);
+}
+
+/* A request with nowhere to put a status: give the buffers back untouched. */
+static void complete_without_status(struct virtio_blk *blk, struct blk_req *req)
+{
+    blk->stats.errors++;
+    virtq_push(&blk->vdev.queues[0], req->head, 0);
+    blk->need_signal = true;
+    release(blk, req);
+}
+
+static void account(struct virtio_blk *blk, const struct blk_req *req)
+{
+    struct virtio_blk_stats *s = &blk->stats;
+
+    switch (req->type) {
+    case VIRTIO_BLK_T_IN:
+        s->read_ops++;
+        s->read_bytes += req->bytes;
+        break;
+    case VIRTIO_BLK_T_OUT:
+        s->write_ops++;
+        s->write_bytes += req->bytes;
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        s->flush_ops++;
+        break;
+    case VIRTIO_BLK_T_GET_ID:
+        s->get_id_ops++;
+        break;
+    case VIRTIO_BLK_T_DISCARD:
+        s->discard_ops++;
+        break;
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        s->write_zeroes_ops++;
+        break;
+    default:
+        break;
+    }
+}
+
+static void succeed(struct virtio_blk *blk, struct blk_req *req)
+{
+    account(blk, req);
+    complete(blk, req, VIRTIO_BLK_S_OK);
+}
+
+/* Start the current DISCARD/WRITE_ZEROES segment. Segments run one after the other. */
+static void start_segment(struct virtio_blk *blk, struct blk_req *req)
+{
+    const struct blk_seg *seg = &req->segs[req->cur_seg];
+
+    req->op = (struct disk_op){.offset = seg->sector * SECTOR,
+                               .len = (uint64_t)seg->num_sectors * SECTOR};
+    if (req->type == VIRTIO_BLK_T_DISCARD)
+        req->op.type = DISK_OP_DISCARD;
+    else if (seg->flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+        req->op.type = DISK_OP_WRITE_ZEROES_UNMAP;
+    else
+        req->op.type = DISK_OP_WRITE_ZEROES;
+    disk_submit(blk->disk, &req->op);
+}
+
+static const char *type_name(uint32_t type)
+{
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+        return "read";
+    case VIRTIO_BLK_T_OUT:
+        return "write";
+    case VIRTIO_BLK_T_FLUSH:
+        return "flush";
+    case VIRTIO_BLK_T_DISCARD:
+        return "discard";
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        return "write-zeroes";
+    default:
+        return "request";
+    }
+}
+
+/* The back end finished an operation (event loop or reset, lock held). */
+static void op_done(struct disk_op *op, void *opaque)
+{
+    struct virtio_blk *blk = opaque;
+    struct blk_req *req = container_of(op, struct blk_req, op);
+
+    if (blk->dropping || !blk->vdev.active) {
+        blk->stats.dropped++;
+        release(blk, req);
+        return;
+    }
+    if (op->result == 0 && req->nr_segs && ++req->cur_seg < req->nr_segs) {
+        start_segment(blk, req);
+        return;
+    }
+    if (op->result < 0) {
+        log_ratelimited(LOG_WARN, "virtio-blk '%s': %s failed: %s", blk->path, type_name(req->type),
+                        strerror(-op->result));
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    succeed(blk, req);
+}
+
+/* --- taking requests ----------------------------------------------------------------------- */
+
+static bool range_ok(const struct virtio_blk *blk, uint64_t sector, uint64_t sectors)
+{
+    return sector <= blk->capacity && sectors <= blk->capacity - sector;
+}
+
+static void handle_rw(struct virtio_blk *blk, struct blk_req *req, const struct virtq_elem *elem,
+                      uint64_t sector)
+{
+    bool write = req->type == VIRTIO_BLK_T_OUT;
+    struct iovec *data;
+    unsigned int n;
+    uint64_t len;
+
+    if (write) {
+        unsigned int i = 0;
+        size_t skip = HDR_SIZE;
+
+        /* Only the status byte may be device-writable, and the disk must be writable. */
+        if (elem->in_len != 1 || blk->read_only) {
+            complete(blk, req, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        /* The data follows the header in the device-readable part, wherever it starts. */
+        while (skip && skip >= req->iov[i].iov_len)
+            skip -= req->iov[i++].iov_len;
+        if (skip) {
+            req->iov[i].iov_base = (uint8_t *)req->iov[i].iov_base + skip;
+            req->iov[i].iov_len -= skip;
+        }
+        data = &req->iov[i];
+        n = elem->out_num - i;
+        len = elem->out_len - HDR_SIZE;
+    } else {
+        struct iovec *last = &req->iov[elem->out_num + elem->in_num - 1];
+
+        /* Nothing but the header may be device-readable. */
+        if (elem->out_len != HDR_SIZE) {
+            complete(blk, req, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        /* The data is the device-writable part less its last byte, the status. */
+        last->iov_len--;
+        data = &req->iov[elem->out_num];
+        n = elem->in_num - (last->iov_len == 0);
+        len = elem->in_len - 1;
+    }
+    if (len % SECTOR || !range_ok(blk, sector, len / SECTOR)) {
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    req->bytes = len;
+    /* Overlapping buffers can add up past 4 GiB; the used length is only a hint then. */
+    req->used_len = write ? 1 : (uint32_t)(len < UINT32_MAX ? len + 1 : UINT32_MAX);
+    if (len == 0) {
+        succeed(blk, req);
+        return;
+    }
+    req->op = (struct disk_op){
+        .type = write ? DISK_OP_WRITE : DISK_OP_READ,
+        .iov = data,
+        .iovcnt = n,
+        .offset = sector * SECTOR,
+    };
+    disk_submit(blk->disk, &req->op);
+}
+
+static void handle_get_id(struct virtio_blk *blk, struct blk_req *req,
+                          const struct virtq_elem *elem)
+{
+    size_t room = elem->in_len - 1;
+    size_t n = room < VIRTIO_BLK_ID_BYTES ? room : VIRTIO_BLK_ID_BYTES;
+
+    if (n == 0) {
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    /* n < in_len: the status byte is not touched. Zero padding, no NUL at 20 bytes. */
+    buf_to_iov(&req->iov[elem->out_num], elem->in_num, 0, blk->serial, n);
+    req->used_len = (uint32_t)n + 1;
+    succeed(blk, req);
+}
+
+static void handle_zeroes(struct virtio_blk *blk, struct blk_req *req,
+                          const struct virtq_elem *elem)
+{
+    bool discard = req->type == VIRTIO_BLK_T_DISCARD;
+    unsigned int feature = discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
+    uint32_t allowed = discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+    uint8_t raw[BLK_MAX_SEG * SEG_SIZE];
+    size_t bytes = elem->out_len - HDR_SIZE;
+    unsigned int n = (unsigned int)(bytes / SEG_SIZE);
+
+    if (blk->read_only) {
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    if (!virtio_has_feature(&blk->vdev, feature)) {
+        complete(blk, req, VIRTIO_BLK_S_UNSUPP);
+        return;
+    }
+    if (elem->in_len != 1 || bytes == 0 || bytes % SEG_SIZE || n > BLK_MAX_SEG) {
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    /* Copy the segments once: the guest may change them while we work. */
+    iov_to_buf(req->iov, elem->out_num, HDR_SIZE, raw, bytes);
+    for (unsigned int i = 0; i < n; i++) {
+        struct blk_seg *seg = &req->segs[i];
+
+        seg->sector = get_le64(raw + SEG_SIZE * i);
+        seg->num_sectors = get_le32(raw + SEG_SIZE * i + 8);
+        seg->flags = get_le32(raw + SEG_SIZE * i + 12);
+        if (seg->flags & ~allowed) {
+            complete(blk, req, VIRTIO_BLK_S_UNSUPP);
+            return;
+        }
+        if (seg->num_sectors > VIRTIO_BLK_MAX_DISCARD_SECTORS ||
+            !range_ok(blk, seg->sector, seg->num_sectors)) {
+            complete(blk, req, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+    }
+    req->nr_segs = n;
+    req->cur_seg = 0;
+    req->used_len = 1;
+    start_segment(blk, req);
+}
+
+static void handle_request(struct virtio_blk *blk, struct blk_req *req,
+                           const struct virtq_elem *elem)
+{
+    uint8_t hdr[HDR_SIZE];
+    struct iovec *last;
+    uint64_t sector;
+
+    req->head = elem->head;
+    req->type = UINT32_MAX;
+    req->bytes = 0;
+    req->used_len = 1;
+    req->nr_segs = 0;
+    if (elem->in_num == 0) {
+        log_ratelimited(LOG_WARN, "virtio-blk '%s': request has no device-writable status byte",
+                        blk->path);
+        complete_without_status(blk, req);
+        return;
+    }
+    last = &req->iov[elem->out_num + elem->in_num - 1];
+    req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+    if (iov_to_buf(req->iov, elem->out_num, 0, hdr, HDR_SIZE) < HDR_SIZE) {
+        log_ratelimited(LOG_WARN, "virtio-blk '%s': request header is shorter than 16 bytes",
+                        blk->path);
+        complete(blk, req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    req->type = get_le32(hdr);
+    sector = get_le64(hdr + 8);
+    switch (req->type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT:
+        handle_rw(blk, req, elem, sector);
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        if (blk->read_only) {
+            succeed(blk, req); /* nothing was written */
+            break;
+        }
+        req->op = (struct disk_op){.type = DISK_OP_FLUSH};
+        disk_submit(blk->disk, &req->op);
+        break;
+    case VIRTIO_BLK_T_GET_ID:
+        handle_get_id(blk, req, elem);
+        break;
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        handle_zeroes(blk, req, elem);
+        break;
+    default:
+        log_ratelimited(LOG_INFO, "virtio-blk '%s': unsupported request type %" PRIu32, blk->path,
+                        req->type);
+        complete(blk, req, VIRTIO_BLK_S_UNSUPP);
+        break;
+    }
+}
+
+/* Take everything the ring holds (lock held, device active). */
+static void process_queue(struct virtio_blk *blk, struct virtq *vq)
+{
+    int ret = 0;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while (blk->free_list) {
+            struct blk_req *req = blk->free_list;
+            struct virtq_elem elem;
+
+            ret = virtq_pop(vq, &elem, req->iov, VIRTIO_BLK_QUEUE_SIZE);
+            if (ret <= 0)
+                break;
+            blk->free_list = req->next_free;
+            handle_request(blk, req, &elem);
+        }
+        if (ret < 0)
+            break;
+        if (blk->free_list == NULL) {
+            /* Notifications stay off: completions restart the drain when slots free up. */
+            blk->starved = virtq_has_avail(vq);
+            if (blk->starved)
+                break;
+        }
+        if (!virtq_enable_notify(vq))
+            break;
+    }
+    /* One submission for the whole batch; what completed during it is answered in this batch. */
+    disk_kick(blk->disk);
+    if (ret >= 0 && disk_completions_ready(blk->disk))
+        disk_reap(blk->disk);
+    if (ret < 0) {
+        virtio_device_broken(&blk->vdev, vq->error);
+        return;
+    }
+    if (blk->need_signal) {
+        blk->need_signal = false;
+        virtio_queue_done(&blk->vdev, vq);
+    }
+}
+
+static void blk_queue_notify(struct virtio_device *vdev, struct virtq *vq)
+{
+    process_queue(to_blk(vdev), vq);
+}
+
+/* The back end's eventfd: operations completed. Event loop. */
+static void on_disk_event(struct event_source *src, uint32_t events)
+{
+    struct virtio_blk *blk = container_of(src, struct virtio_blk, done_src);
+    struct virtq *vq = &blk->vdev.queues[0];
+
+    (void)events;
+    virtio_lock(&blk->vdev);
+    disk_reap(blk->disk);
+    if (blk->need_signal) {
+        blk->need_signal = false;
+        virtio_queue_done(&blk->vdev, vq);
+    }
+    if (blk->starved && blk->free_list && blk->vdev.active && vq->enabled && !vq->broken) {
+        blk->starved = false;
+        process_queue(blk, vq);
+    }
+    virtio_unlock(&blk->vdev);
+}
+
+/* --- device ops ---------------------------------------------------------------------------- */
+
+static void blk_read_config(struct virtio_device *vdev, uint32_t offset, uint8_t *data,
+                            uint32_t len)
+{
+    memcpy(data, to_blk(vdev)->config + offset, len);
+}
+
+static int blk_activate(struct virtio_device *vdev)
+{
+    (void)vdev;
+    return 0;
+}
+
+static void reset_slots(struct virtio_blk *blk)
+{
+    blk->free_list = NULL;
+    for (unsigned int i = VIRTIO_BLK_QUEUE_SIZE; i-- > 0;)
+        release(blk, &blk->reqs[i]);
+}
+
+/*
+ * Wait for every operation in flight and forget it: after this, nothing
+ * touches guest memory. Operations not yet started are cancelled. Lock
+ * held; any thread; the event loop need not run.
+ */
+static void drop_in_flight(struct virtio_blk *blk)
+{
+    blk->dropping = true;
+    disk_cancel_queued(blk->disk);
+    disk_drain(blk->disk);
+    blk->dropping = false;
+    blk->need_signal = false;
+    blk->starved = false;
+    reset_slots(blk);
+}
+
+static void blk_reset(struct virtio_device *vdev)
+{
+    drop_in_flight(to_blk(vdev));
+}
+
+static void blk_destroy(struct virtio_device *vdev)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+
+    if (blk->disk) {
+        virtio_lock(vdev);
+        drop_in_flight(blk);
+        virtio_unlock(vdev);
+    }
+    if (blk->done_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &blk->done_src);
+    disk_close(blk->disk);
+    virtio_device_cleanup(vdev);
+    free(blk->reqs);
+    free(blk->id);
+    free(blk->path);
+    free(blk);
+}
+
+static const struct virtio_device_ops blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .read_config = blk_read_config,
+    .activate = blk_activate,
+    .reset = blk_reset,
+    .queue_notify = blk_queue_notify,
+    .destroy = blk_destroy,
+};
+
+/* --- construction and the API -------------------------------------------------------------- */
+
+static void set_serial(struct virtio_blk *blk, const struct virtio_blk_options *opts)
+{
+    const struct disk_info *info = disk_info(blk->disk);
+    char derived[64];
+    const char *s;
+
+    if (opts->serial)
+        s = opts->serial;
+    else if (opts->id)
+        s = opts->id; /* cut to 20 bytes below */
+    else {
+        /* As Firecracker does: the image's device and inode numbers. */
+        snprintf(derived, sizeof(derived), "%" PRIu64 "%" PRIu64 "%" PRIu64, info->dev, info->rdev,
+                 info->ino);
+        s = derived;
+    }
+    memset(blk->serial, 0, sizeof(blk->serial));
+    memcpy(blk->serial, s, strnlen(s, VIRTIO_BLK_ID_BYTES));
+}
+
+int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
+                      const struct virtio_blk_options *opts, struct virtio_device **out,
+                      struct vr_error **err)
+{
+    const char *path = opts->path ? opts->path : "";
+    struct virtio_blk *blk;
+    uint64_t features;
+    int ret;
+
+    if (opts->serial && strlen(opts->serial) > VIRTIO_BLK_ID_BYTES) {
+        vr_error_new(err, EINVAL, "disk image '%s': serial '%s' is longer than %d bytes", path,
+                     opts->serial, VIRTIO_BLK_ID_BYTES);
+        return opts->id ? vr_error_wrap(err, "drive '%s'", opts->id) : -EINVAL;
+    }
+    blk = calloc(1, sizeof(*blk));
+    if (blk == NULL)
+        return vr_error_set(err, ENOMEM, "virtio-blk '%s'", path);
+    blk->done_src.fd = -1;
+    for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+        blk->vdev.queues[i].kick.fd = -1;
+    blk->read_only = opts->read_only;
+    blk->reqs = calloc(VIRTIO_BLK_QUEUE_SIZE, sizeof(*blk->reqs));
+    blk->path = strdup(path);
+    blk->id = opts->id ? strdup(opts->id) : NULL;
+    if (blk->reqs == NULL || blk->path == NULL || (opts->id && blk->id == NULL)) {
+        ret = vr_error_set(err, ENOMEM, "virtio-blk '%s'", path);
+        goto fail_early;
+    }
+    reset_slots(blk);
+    ret = disk_open(opts->path, opts->read_only, opts->engine, VIRTIO_BLK_QUEUE_SIZE, op_done, blk,
+                    &blk->disk, err);
+    if (ret < 0) {
+        if (opts->id)
+            vr_error_wrap(err, "drive '%s'", opts->id);
+        goto fail_early;
+    }
+    blk->capacity = disk_info(blk->disk)->size / SECTOR;
+    set_serial(blk, opts);
+    build_config(blk);
+
+    features = VIRTIO_FEATURE(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_FEATURE(VIRTIO_BLK_F_BLK_SIZE) |
+               VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH) | VIRTIO_FEATURE(VIRTIO_BLK_F_TOPOLOGY);
+    if (opts->read_only)
+        features |= VIRTIO_FEATURE(VIRTIO_BLK_F_RO);
+    else
+        features |=
+            VIRTIO_FEATURE(VIRTIO_BLK_F_DISCARD) | VIRTIO_FEATURE(VIRTIO_BLK_F_WRITE_ZEROES);
+    ret = virtio_device_init(&blk->vdev, &blk_ops, mem, loop, 1, VIRTIO_BLK_QUEUE_SIZE, features,
+                             VIRTIO_BLK_CFG_SIZE, err);
+    if (ret < 0) {
+        blk_destroy(&blk->vdev);
+        return ret;
+    }
+    blk->done_src.fd = disk_event_fd(blk->disk);
+    blk->done_src.handler = on_disk_event;
+    ret = event_loop_add(loop, &blk->done_src, EPOLLIN, err);
+    if (ret < 0) {
+        vr_error_wrap(err, "virtio-blk '%s'", path);
+        blk_destroy(&blk->vdev);
+        return ret;
+    }
+    blk->done_watched = true;
+    *out = &blk->vdev;
+    return 0;
+
+fail_early:
+    /* virtio_device_init has not run: no lock, no queues to clean up. */
+    disk_close(blk->disk);
+    free(blk->reqs);
+    free(blk->id);
+    free(blk->path);
+    free(blk);
+    return ret;
+}
+
+int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_error **err)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    char *copy = strdup(path ? path : "");
+    int ret;
+
+    if (copy == NULL)
+        return vr_error_set(err, ENOMEM, "virtio-blk: change medium");
+    virtio_lock(vdev);
+    /* Requests in flight complete on the old medium, as the driver expects. */
+    ret = disk_change_medium(blk->disk, path, err);
+    if (ret < 0) {
+        virtio_unlock(vdev);
+        free(copy);
+        if (blk->id)
+            vr_error_wrap(err, "drive '%s'", blk->id);
+        return ret;
+    }
+    free(blk->path);
+    blk->path = copy;
+    blk->capacity = disk_info(blk->disk)->size / SECTOR;
+    build_config(blk);
+    if (blk->need_signal && vdev->active) {
+        blk->need_signal = false;
+        virtio_queue_done(vdev, &vdev->queues[0]);
+    }
+    if (vdev->status & VIRTIO_STATUS_DRIVER_OK)
+        virtio_config_changed(vdev);
+    else
+        atomic_fetch_add(&vdev->config_generation, 1);
+    virtio_unlock(vdev);
+    return 0;
+}
+
+void virtio_blk_stats(struct virtio_device *vdev, struct virtio_blk_stats *out)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+
+    virtio_lock(vdev);
+    *out = blk->stats;
+    out->in_flight = disk_in_flight(blk->disk);
+    out->capacity = blk->capacity;
+    virtio_unlock(vdev);
+}
+
+const char *virtio_blk_id(const struct virtio_device *vdev)
+{
+    return to_blk(vdev)->id;
+}
+
+enum disk_engine virtio_blk_engine(const struct virtio_device *vdev)
+{
+    return disk_engine(to_blk(vdev)->disk);
+}
+
+void virtio_blk_set_worker_delay(struct virtio_device *vdev, unsigned int ms)
+{
+    disk_set_worker_delay(to_blk(vdev)->disk, ms);
+}
