@@ -32,6 +32,7 @@
 #include "memory.h"
 #include "vcpu.h"
 #include "virtio/balloon.h"
+#include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio.h"
 #include "virtio/net.h"
@@ -359,9 +360,20 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
     struct virtio_device *vdev;
     int ret = 0;
 
-    /* Parsed already; their devices are being merged (issue 3). */
-    if (cfg->nr_disks)
-        return vr_error_new(err, ENOTSUP, "--disk is not in this build yet");
+    for (unsigned int i = 0; ret == 0 && i < cfg->nr_disks; i++) {
+        const struct machine_disk *d = &cfg->disks[i];
+        struct virtio_blk_options opts = {.path = d->path,
+                                          .read_only = d->read_only,
+                                          .id = d->id,
+                                          .serial = d->serial,
+                                          .engine = d->io};
+
+        ret = virtio_blk_create(&m->mem, &m->loop, &opts, &vdev, err);
+        if (ret == 0)
+            ret = place_virtio(m, vdev, err);
+        else
+            vr_error_wrap(err, "--disk");
+    }
     for (unsigned int i = 0; ret == 0 && i < cfg->nr_nets; i++) {
         const struct machine_net *n = &cfg->nets[i];
         struct virtio_net_params params = {.tap_name = n->tap, .has_mac = n->has_mac, .id = n->id};

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "../lib/err.h"
+#include "backends/disk.h"
 #include "console.h"
 
 /* How virtio devices reach the guest. */
@@ -33,8 +34,8 @@ struct machine_disk {
     const char *path;
     bool read_only;
     const char *id;
-    const char *serial; /* what the guest reads as the disk's serial; defaults to id */
-    enum disk_io io;
+    const char *serial;  /* what the guest reads as the disk's serial; defaults to id */
+    enum disk_engine io; /* AUTO: io_uring where the host allows it, else worker threads */
 };
 
 /* --net tap=NAME[,mac=MAC][,id=ID] */

@@ -186,9 +186,9 @@ static void parse_disk(const char *text, struct machine_config *cfg)
         } else if (strcmp(key, "io") == 0) {
             need_value("--disk", key, value);
             if (strcmp(value, "uring") == 0)
-                d->io = DISK_IO_URING;
+                d->io = DISK_ENGINE_IO_URING;
             else if (strcmp(value, "thread") == 0)
-                d->io = DISK_IO_THREAD;
+                d->io = DISK_ENGINE_THREAD;
             else
                 die("--disk: io=%s is not uring or thread", value);
         } else {
