@@ -94,7 +94,7 @@ test-payloads: vmm payloads
 	VIREO_BUILD=$(BUILD) tests/payloads/run
 
 # --- tier 3: real Linux guests (in the sandbox where the host lacks VMX/SVM) --------------
-test-e2e: vmm guest
+test-e2e: vmm guest rootfs
 	VIREO_BUILD=$(BUILD) tests/e2e/run
 
 # --- sanitizers, second compiler, fuzzing -------------------------------------------------
