@@ -11,7 +11,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=gnu17 $(WARNINGS) $(CFLAGS) -D_GNU_SOURCE -DVIREO_VERSION='"$(VERSION)"' \
               -fstack-protector-strong -D_FORTIFY_SOURCE=2 -pthread -MMD -MP
 LDFLAGS  ?=
-LDLIBS   := -pthread -luring
+LDLIBS   := -pthread -luring -ljansson
 
 LIB_SRCS := lib/err.c lib/log.c lib/util.c
 VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/machine.c vmm/memory.c \
@@ -20,7 +20,8 @@ VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/machine.c v
             vmm/boot/elf.c vmm/boot/smbios.c vmm/boot/x86.c \
             vmm/devices/acpi_pm.c vmm/devices/i8042.c vmm/devices/pci_host.c \
             vmm/devices/serial.c \
-            $(sort $(wildcard vmm/virtio/*.c vmm/backends/*.c))
+            $(sort $(wildcard vmm/virtio/*.c vmm/backends/*.c)) \
+            $(sort $(wildcard api/*.c))
 MAIN_SRC := vmm/main.c
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
