@@ -15,6 +15,8 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "../api/routes.h"
+#include "../api/server.h"
 #include "../lib/cleanup.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
@@ -85,6 +87,9 @@ struct machine {
     struct virtio_slot virtio[MAX_VIRTIO_DEVICES];
     unsigned int nr_virtio;
     char *cmdline; /* the user's, plus virtio_mmio.device= announcements */
+
+    struct api_server *api;
+    struct api_context api_ctx;
 
     struct event_loop loop;
     struct event_source stop_event; /* eventfd, written by whoever stops the machine */
@@ -614,6 +619,24 @@ static int check_backend(const struct vm *vm, bool force, struct vr_error **err)
 
 /* --- construction -------------------------------------------------------------------------- */
 
+/* Firecracker's REST API on a Unix socket, served by the event loop. */
+static int start_api(struct machine *m, const struct machine_config *cfg, struct vr_error **err)
+{
+    struct api_handler handler = {.handle = api_route, .ctx = &m->api_ctx};
+
+    m->api_ctx = (struct api_context){
+        .instance_id = "anonymous-instance",
+        .balloon = m->balloon,
+        .balloon_deflate_on_oom = cfg->balloon_cfg.deflate_on_oom,
+        .balloon_stats_interval = cfg->balloon_cfg.stats_interval,
+    };
+    if (cfg->api_sock == NULL)
+        return 0;
+    if (api_server_create(&m->loop, cfg->api_sock, &handler, &m->api, err) < 0)
+        return vr_error_wrap(err, "--api-sock");
+    return 0;
+}
+
 static int setup_event_sources(struct machine *m, struct vr_error **err)
 {
     sigset_t mask;
@@ -771,6 +794,8 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
         ret = setup_event_sources(m, err);
     if (ret == 0)
         ret = create_vcpus(m, err);
+    if (ret == 0)
+        ret = start_api(m, cfg, err);
     /* A bad kernel or initrd is reported before anything else, as the user's first problem. */
     load_ret = finish_loader(&loader, err);
     if (load_ret < 0)
@@ -861,6 +886,7 @@ void machine_destroy(struct machine *m)
     device_destroy(m->i8042);
     device_destroy(m->pci_host);
     device_destroy(m->acpi_pm);
+    api_server_destroy(m->api);
     for (unsigned int i = 0; i < m->nr_virtio; i++) {
         virtio_pci_destroy(m->virtio[i].pci);
         virtio_mmio_destroy(m->virtio[i].mmio);

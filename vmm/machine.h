@@ -79,8 +79,9 @@ struct machine_config {
     struct machine_vsock vsock_cfg;
     bool balloon;
     struct machine_balloon balloon_cfg;
-    bool rng;            /* virtio-rng */
-    bool virtio_console; /* the console is hvc0 (virtio-console) rather than the UART */
+    const char *api_sock; /* serve Firecracker's API on this Unix socket (NULL: none) */
+    bool rng;             /* virtio-rng */
+    bool virtio_console;  /* the console is hvc0 (virtio-console) rather than the UART */
 };
 
 /* Why the machine stopped. */

@@ -59,6 +59,9 @@ static const char usage_text[] =
     "      --rng              a virtio-rng device (guest /dev/hwrng), fed by getrandom()\n"
     "      --virtio-console   the console is the guest's hvc0 instead of the UART\n"
     "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
+    "\n"
+    "      --api-sock PATH    serve Firecracker's REST API on this Unix socket (so far:\n"
+    "                         GET /, GET|PATCH /balloon, GET|PATCH /balloon/statistics)\n"
     "      --no-thp           do not ask for transparent huge pages for guest RAM\n"
     "      --kvm-device PATH  KVM device (default: /dev/kvm)\n"
     "      --force            run even where KVM cannot run unmodified guests\n"
@@ -82,6 +85,7 @@ enum {
     OPT_VSOCK,
     OPT_BALLOON,
     OPT_VIRTIO_CONSOLE,
+    OPT_API_SOCK,
 };
 
 static const struct option options[] = {
@@ -101,6 +105,7 @@ static const struct option options[] = {
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"balloon", optional_argument, NULL, OPT_BALLOON},
     {"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -359,6 +364,9 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
             break;
         case OPT_VIRTIO_CONSOLE:
             cfg->virtio_console = true;
+            break;
+        case OPT_API_SOCK:
+            cfg->api_sock = optarg;
             break;
         case 'v':
             verbosity++;

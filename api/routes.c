@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Firecracker's REST resources, as far as vireo-vmm serves them: the
+ * instance description and the balloon (Firecracker API v1.x, paths,
+ * fields and status codes as in its swagger definition). Everything else
+ * gets Firecracker's answer to an unknown route. Runs on the event loop.
+ */
+#include "routes.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "../lib/cleanup.h"
+#include "../lib/util.h"
+#include "../vmm/virtio/balloon.h"
+#include "json.h"
+
+#ifndef VIREO_VERSION
+#define VIREO_VERSION "0.1.0"
+#endif
+
+static bool route_is(const struct http_request *req, enum http_method method, const char *path)
+{
+    return req->method == method && strcmp(req->path, path) == 0;
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+    return strcmp(req->path, path) == 0;
+}
+
+static void fault(struct http_response *resp, struct vr_error *err)
+{
+    http_response_fault(resp, 400, "%s", err ? err->msg : "invalid request");
+}
+
+/* GET / */
+static void get_instance(const struct api_context *ctx, struct http_response *resp)
+{
+    json_t *info = json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id, "state", "Running",
+                             "vmm_version", VIREO_VERSION, "app_name", "vireo-vmm");
+
+    api_json_respond(resp, 200, info);
+}
+
+/* --- /balloon -------------------------------------------------------------------------------- */
+
+struct balloon_update {
+    uint64_t amount_mib;
+};
+
+static const struct api_json_field balloon_update_fields[] = {
+    API_JSON_UINT("amount_mib", struct balloon_update, amount_mib, API_JSON_REQUIRED, 0,
+                  UINT32_MAX),
+};
+
+struct balloon_stats_update {
+    uint64_t interval;
+};
+
+static const struct api_json_field balloon_stats_update_fields[] = {
+    API_JSON_UINT("stats_polling_interval_s", struct balloon_stats_update, interval,
+                  API_JSON_REQUIRED, 0, UINT16_MAX),
+};
+
+/* Read a request body into `dest` through `fields`; on error the response is the 400. */
+static bool read_body(const struct http_request *req, const struct api_json_field *fields,
+                      size_t nr, void *dest, struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    json_t *body = NULL;
+    int ret;
+
+    ret = api_json_parse_object(req, &body, &err);
+    if (ret == 0)
+        ret = api_json_read(body, fields, nr, NULL, dest, &err);
+    json_decref(body);
+    if (ret < 0)
+        fault(resp, err);
+    return ret == 0;
+}
+
+static void get_balloon(const struct api_context *ctx, struct http_response *resp)
+{
+    struct virtio_balloon_info info;
+
+    virtio_balloon_info(ctx->balloon, &info);
+    api_json_respond(resp, 200,
+                     json_pack("{s:I, s:b, s:I}", "amount_mib", (json_int_t)info.target_mib,
+                               "deflate_on_oom", ctx->balloon_deflate_on_oom,
+                               "stats_polling_interval_s",
+                               (json_int_t)ctx->balloon_stats_interval));
+}
+
+static void patch_balloon(const struct api_context *ctx, const struct http_request *req,
+                          struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    struct balloon_update update = {0};
+
+    if (!read_body(req, balloon_update_fields, ARRAY_SIZE(balloon_update_fields), &update, resp))
+        return;
+    if (virtio_balloon_set_target(ctx->balloon, (uint32_t)update.amount_mib, &err) < 0) {
+        fault(resp, err);
+        return;
+    }
+    http_response_set_status(resp, 204);
+}
+
+static void get_balloon_stats(const struct api_context *ctx, struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    struct virtio_balloon_stats stats;
+    json_t *out;
+
+    if (virtio_balloon_stats(ctx->balloon, &stats, &err) < 0) {
+        fault(resp, err);
+        return;
+    }
+    out = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)stats.info.target_pages,
+                    "actual_pages", (json_int_t)stats.info.actual_pages, "target_mib",
+                    (json_int_t)stats.info.target_mib, "actual_mib",
+                    (json_int_t)stats.info.actual_mib);
+    /* Only what the guest reported, under Firecracker's names. */
+    for (unsigned int tag = 0; out && tag < VIRTIO_BALLOON_STAT_COUNT; tag++)
+        if (stats.present & (1u << tag))
+            json_object_set_new(out, virtio_balloon_stat_name(tag),
+                                json_integer((json_int_t)stats.value[tag]));
+    api_json_respond(resp, 200, out);
+}
+
+static void patch_balloon_stats(struct api_context *ctx, const struct http_request *req,
+                                struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    struct balloon_stats_update update = {0};
+
+    if (!read_body(req, balloon_stats_update_fields, ARRAY_SIZE(balloon_stats_update_fields),
+                   &update, resp))
+        return;
+    if (virtio_balloon_set_stats_interval(ctx->balloon, (uint32_t)update.interval, &err) < 0) {
+        fault(resp, err);
+        return;
+    }
+    ctx->balloon_stats_interval = (uint32_t)update.interval;
+    http_response_set_status(resp, 204);
+}
+
+static void balloon_route(struct api_context *ctx, const struct http_request *req,
+                          struct http_response *resp)
+{
+    if (req->method == HTTP_METHOD_PUT && path_is(req, "/balloon")) {
+        /* Firecracker creates the balloon before boot only; vireo-vmm boots from its options. */
+        http_response_fault(resp, 400,
+                            "The requested operation is not supported after "
+                            "starting the microVM.");
+    } else if (ctx->balloon == NULL) {
+        http_response_fault(resp, 400,
+                            "No balloon device configured (start vireo-vmm with "
+                            "--balloon).");
+    } else if (route_is(req, HTTP_METHOD_GET, "/balloon")) {
+        get_balloon(ctx, resp);
+    } else if (route_is(req, HTTP_METHOD_PATCH, "/balloon")) {
+        patch_balloon(ctx, req, resp);
+    } else if (route_is(req, HTTP_METHOD_GET, "/balloon/statistics")) {
+        get_balloon_stats(ctx, resp);
+    } else if (route_is(req, HTTP_METHOD_PATCH, "/balloon/statistics")) {
+        patch_balloon_stats(ctx, req, resp);
+    } else {
+        http_response_invalid_route(resp, req);
+    }
+}
+
+void api_route(void *opaque, const struct http_request *req, struct http_response *resp)
+{
+    struct api_context *ctx = opaque;
+
+    if (req->method == HTTP_METHOD_GET && req->body_len) {
+        http_response_fault(resp, 400, "GET request cannot have a body.");
+        return;
+    }
+    if (route_is(req, HTTP_METHOD_GET, "/"))
+        get_instance(ctx, resp);
+    else if (path_is(req, "/balloon") || path_is(req, "/balloon/statistics"))
+        balloon_route(ctx, req, resp);
+    else
+        http_response_invalid_route(resp, req);
+}
