@@ -109,8 +109,10 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
  * Change the medium (Firecracker's PATCH /drives path_on_host): requests
  * in flight finish on the old one, then the capacity is updated and the
  * driver gets a configuration change interrupt. The read-only setting
- * stays. On error the old medium stays. Any thread but the event loop's
- * own handlers; takes the device lock.
+ * stays. On error the old medium stays. Any thread, the event loop's
+ * included (an API handler): it takes the device lock and waits for the
+ * requests in flight by polling the back end itself. Not with the device
+ * lock held.
  */
 int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_error **err);
 
