@@ -36,7 +36,7 @@ void virtq_reset(struct virtq *vq)
     vq->avail = NULL;
     vq->used = NULL;
     vq->mem = NULL;
-    vq->event_idx = vq->indirect = vq->broken = false;
+    vq->event_idx = vq->indirect = vq->broken = vq->notify_suppressed = false;
     vq->error = NULL;
     vq->last_avail = vq->used_idx = vq->signalled_used = 0;
     vq->signalled_valid = false;
@@ -69,6 +69,7 @@ int virtq_map(struct virtq *vq, const struct guest_memory *mem, bool event_idx, 
     vq->event_idx = event_idx;
     vq->indirect = indirect;
     vq->broken = false;
+    vq->notify_suppressed = false;
     vq->error = NULL;
     /* The ring starts empty: both indexes are whatever the driver initialised (zero). */
     vq->last_avail = 0;
@@ -206,7 +207,7 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem, struct iovec *iov, unsi
         i = cur.next;
     }
     vq->last_avail++;
-    if (vq->event_idx) {
+    if (vq->event_idx && !vq->notify_suppressed) {
         /* Ask to be notified no later than for the entry after this one. */
         store16((uint16_t *)&vq->used->ring[vq->size], vq->last_avail);
     }
@@ -255,17 +256,25 @@ bool virtq_should_signal(struct virtq *vq)
     return need_event(event, vq->used_idx, old);
 }
 
+/*
+ * With EVENT_IDX, suppressing means leaving avail_event where it is while
+ * the device drains the ring: the driver then kicks only once it passes
+ * that old index, not for every buffer it adds meanwhile.
+ */
 void virtq_disable_notify(struct virtq *vq)
 {
-    if (vq->used == NULL || vq->event_idx)
-        return; /* with EVENT_IDX, virtq_pop moves avail_event forward instead */
-    store16(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY);
+    if (vq->used == NULL)
+        return;
+    vq->notify_suppressed = true;
+    if (!vq->event_idx)
+        store16(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY);
 }
 
 bool virtq_enable_notify(struct virtq *vq)
 {
     if (vq->used == NULL || vq->broken)
         return false;
+    vq->notify_suppressed = false;
     if (vq->event_idx)
         store16((uint16_t *)&vq->used->ring[vq->size], vq->last_avail);
     else

@@ -73,6 +73,7 @@ struct virtq {
     bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
     bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
     bool broken;
+    bool notify_suppressed;  /* between virtq_disable_notify and virtq_enable_notify */
     const char *error;       /* why it broke, for the device's message */
     uint16_t last_avail;     /* next available ring entry the device takes */
     uint16_t used_idx;       /* the device's used index (never read back from the guest) */
