@@ -134,8 +134,9 @@ static void die_error(struct vr_error *err)
 
 /*
  * Device options are comma-separated items, each "key=value" or a bare
- * flag. next_item() cuts the next one out of *rest (a private copy of the
- * option's text, kept for the life of the process) and splits off its value.
+ * flag. next_item() cuts the next one out of *rest and splits off its
+ * value. The option's text is argv's own (C lets a program change it), so
+ * the pieces live as long as the process without a copy.
  */
 static char *next_item(char **rest, char **value)
 {
@@ -153,24 +154,15 @@ static char *next_item(char **rest, char **value)
     return item;
 }
 
-static char *copy_option(const char *text)
-{
-    char *copy = strdup(text);
-
-    if (copy == NULL)
-        die("out of memory");
-    return copy;
-}
-
 static void need_value(const char *option, const char *key, const char *value)
 {
     if (value == NULL || *value == '\0')
         die("%s: '%s' needs a value (%s=...)", option, key, key);
 }
 
-static void parse_disk(const char *text, struct machine_config *cfg)
+static void parse_disk(char *text, struct machine_config *cfg)
 {
-    char *rest = copy_option(text), *key, *value;
+    char *rest = text, *key, *value;
     struct machine_disk *d;
 
     if (cfg->nr_disks == MACHINE_MAX_DISKS)
@@ -202,10 +194,10 @@ static void parse_disk(const char *text, struct machine_config *cfg)
     }
 }
 
-static void parse_net(const char *text, struct machine_config *cfg)
+static void parse_net(char *text, struct machine_config *cfg)
 {
     cleanup_error struct vr_error *err = NULL;
-    char *rest = copy_option(text), *key, *value;
+    char *rest = text, *key, *value;
     struct machine_net *n;
 
     if (cfg->nr_nets == MACHINE_MAX_NETS)
@@ -231,10 +223,10 @@ static void parse_net(const char *text, struct machine_config *cfg)
         die("--net: tap=NAME is required");
 }
 
-static void parse_vsock(const char *text, struct machine_config *cfg)
+static void parse_vsock(char *text, struct machine_config *cfg)
 {
     cleanup_error struct vr_error *err = NULL;
-    char *rest = copy_option(text), *key, *value;
+    char *rest = text, *key, *value;
     uint64_t cid;
 
     if (cfg->vsock)
@@ -258,7 +250,7 @@ static void parse_vsock(const char *text, struct machine_config *cfg)
         die("--vsock: both cid=N and uds=PATH are required");
 }
 
-static void parse_balloon(const char *text, struct machine_config *cfg)
+static void parse_balloon(char *text, struct machine_config *cfg)
 {
     cleanup_error struct vr_error *err = NULL;
     char *rest, *key, *value;
@@ -267,7 +259,7 @@ static void parse_balloon(const char *text, struct machine_config *cfg)
     cfg->balloon = true;
     if (text == NULL)
         return;
-    rest = copy_option(text);
+    rest = text;
     while ((key = next_item(&rest, &value))) {
         if (strcmp(key, "size") == 0) {
             need_value("--balloon", key, value);
