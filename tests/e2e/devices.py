@@ -26,6 +26,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import vmtest  # noqa: E402
 
 R = vmtest.Results("tier 3: virtio devices")
+if os.environ.get("VIREO_E2E_DUMP_AFTER"):
+    # Debugging a case that hangs: print every thread's stack after this many seconds.
+    import faulthandler
+    faulthandler.dump_traceback_later(int(os.environ["VIREO_E2E_DUMP_AFTER"]), exit=True)
 BOOT_TIMEOUT = int(os.environ.get("VIREO_E2E_BOOT_TIMEOUT", "180"))
 
 
@@ -423,11 +427,14 @@ def main():
     if not os.path.exists(ROOTFS):
         R.skip("virtio device tests", "no root disk image (run guest/build-rootfs)")
         vmtest.exit_cleanly(R)
+    tests = (test_root_disk, test_durability, test_read_only_disk, test_disk_serial_and_discard,
+             test_hvc0_and_hwrng, test_balloon, test_vsock, test_network)
+    # Arguments pick cases by name, e.g. `devices.py vsock network`.
+    wanted = sys.argv[1:]
     try:
-        for test in (test_root_disk, test_durability, test_read_only_disk,
-                     test_disk_serial_and_discard, test_hvc0_and_hwrng, test_balloon, test_vsock,
-                     test_network):
-            test()
+        for test in tests:
+            if not wanted or any(w in test.__name__ for w in wanted):
+                test()
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     vmtest.exit_cleanly(R)
