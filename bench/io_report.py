@@ -95,13 +95,27 @@ print("Environment: %s; guest kernel %s, %s vCPUs, %s MiB; %s; data disk engine 
           env.get("memory_mib", "?"), env.get("qemu", "QEMU ?"), env.get("engine", "?"),
           max((len(g["runs"]) for g in get.values()), default=0)))
 print()
-print("| metric | vireo-vmm | QEMU | vireo / QEMU |")
-print("|---|---|---|---|")
+# Each round boots both VMMs minutes apart: the ratio within a round is less exposed to
+# the load of the machine changing than the ratio of the medians.
+by_round = {(r["vmm"], r["metric"], r["run"]): r["value"] for r in rows}
+
+
+def round_ratios(test):
+    rounds = sorted({run for (_, t, run) in by_round if t == test})
+    return [by_round[("vireo-vmm", test, n)] / by_round[("qemu", test, n)] for n in rounds
+            if by_round.get(("vireo-vmm", test, n)) and by_round.get(("qemu", test, n))]
+
+
+print("| metric | vireo-vmm | QEMU | vireo / QEMU | per round: median ratio, rounds vireo >= QEMU |")
+print("|---|---|---|---|---|")
 for test, label, unit, f in TESTS:
     v = get.get(("vireo-vmm", test), {}).get("median")
     q = get.get(("qemu", test), {}).get("median")
     ratio = "n/a" if v is None or not q else "%.2f" % (v / q)
-    print("| %s | %s | %s | %s |" % (label, fmt(v, f, unit), fmt(q, f, unit), ratio))
+    ratios = round_ratios(test)
+    paired = "%.2f, %d of %d" % (median(ratios), sum(x >= 1 for x in ratios),
+                                 len(ratios)) if ratios else "n/a"
+    print("| %s | %s | %s | %s | %s |" % (label, fmt(v, f, unit), fmt(q, f, unit), ratio, paired))
 print()
 print("Cost per request (fio: per I/O the guest's block layer issued; iperf3: per MiB sent), "
       "medians over the boots. Exits and VMM CPU time are counted by the harness between the "
@@ -110,7 +124,7 @@ print("Cost per request (fio: per I/O the guest's block layer issued; iperf3: pe
       "device.")
 print()
 print("| test | VMM | KVM exits | exits to the VMM (MMIO/PIO) | HLT exits | guest interrupts "
-      "| VMM CPU µs | guest CPU % |")
+      "| VMM CPU µs | fio's CPU % in the guest |")
 print("|---|---|---|---|---|---|---|---|")
 for test, label, unit, f in TESTS:
     for vmm in VMMS:
