@@ -2,7 +2,7 @@
 """I/O benchmarks for issue 3: vireo-vmm side by side with QEMU (q35, virtio-blk-pci
 and virtio-net-pci), same kernel, initramfs, root image, data disk and TAP set-up,
 in the same environment (the sandbox where the host lacks VMX/SVM). Needs root:
-it creates a network namespace. Prints one JSON object per VMM and test.
+it creates a network namespace. Prints one JSON object per VMM and test of the round.
 
 Inside the guest (bench/io-guest.sh, written into the root image by bench/io):
   randread   fio 4 KiB random reads, iodepth 32, O_DIRECT, libaio   -> IOPS
@@ -21,7 +21,6 @@ import json
 import os
 import select
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -52,11 +51,6 @@ def progress(*args):
 
 def run(*argv, check=True):
     return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-def cache_dir(sub):
-    return subprocess.run([os.path.join(ROOT, "guest", sub), "--print-dir"],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def commands(kernel, initrd, rootfs, data):
