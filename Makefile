@@ -33,7 +33,7 @@ PAYLOADS   := $(patsubst tests/payloads/%.S,$(BUILD)/payloads/%.elf,$(wildcard t
 
 .PHONY: all vmm unit-tests payloads clean deps guest guest-kernel rootfs sandbox demo test \
         test-unit test-payloads test-e2e test-asan test-clang test-fuzz test-rootfs fuzz bench \
-        format format-check help
+        bench-io format format-check help
 
 all: vmm
 
@@ -46,6 +46,7 @@ help:
 	@echo "make rootfs     build the Debian 12 root-disk guest (ext4 image + initramfs; root, about 1 minute)"
 	@echo "make test-rootfs   test the root-disk guest's command-line and ip= parsing on the host"
 	@echo "make bench      run the benchmarks (results in docs/performance.md)"
+	@echo "make bench-io   only the I/O benchmarks, fio and iperf3 against QEMU (about 15 minutes)"
 	@echo "make deps       install build and test dependencies with apt-get"
 	@echo "make format     reformat the C sources with clang-format"
 
@@ -156,6 +157,11 @@ $(BUILD)/bench/stamp-exec: bench/stamp-exec.c
 
 bench: vmm guest $(BENCH_TOOLS)
 	bench/run
+	$(MAKE) --no-print-directory bench-io
+
+# Appends its section to build/bench/report.md, which bench/run rewrites.
+bench-io: vmm rootfs
+	VIREO_BUILD=$(BUILD) bench/io
 
 # C sources only; tests/payloads/payload.h holds assembler macros.
 FORMAT_FILES = $$(git ls-files '*.c' '*.h' | grep -v '^tests/payloads/payload\.h$$')

@@ -1,0 +1,143 @@
+#!/bin/sh
+# The job bench/io_measure.py runs inside the root-disk guest (guest/README.md,
+# "Root-disk guest"). bench/io writes it into its copy of the root image as
+# /root/vireo-io-job.sh; the kernel command line ends with
+#   -- sh /root/vireo-io-job.sh HOST RAND_S SEQ_S NET_S
+# It measures the data disk /dev/vdb with fio and the NIC eth0 with iperf3
+# against HOST, then prints one "vireo-io: result {JSON}" line per test.
+# "vireo-io: begin NAME" and "vireo-io: end NAME" bracket each test, so that
+# the harness outside can read the VMM's and KVM's counters at those moments.
+# Plain POSIX sh (dash); the results are summarised by the image's python3.
+set -u
+host=$1 rand_s=$2 seq_s=$3 net_s=$4
+disk=/dev/vdb
+out=/tmp/vireo-io
+mkdir -p "$out"
+
+say() {
+    echo "vireo-io: $*"
+}
+
+# step NAME COMMAND...: run one test, its output (JSON) and its interrupt
+# counts before and after kept in $out.
+step() {
+    name=$1
+    shift
+    say begin "$name"
+    cat /proc/interrupts >"$out/$name.irq0"
+    "$@" >"$out/$name.json" 2>"$out/$name.err"
+    echo $? >"$out/$name.rc"
+    cat /proc/interrupts >"$out/$name.irq1"
+    say end "$name"
+}
+
+# fio_step NAME RW BLOCKSIZE DEPTH SECONDS
+fio_step() {
+    step "$1" fio --name="$1" --filename="$disk" --rw="$2" --bs="$3" --iodepth="$4" \
+        --direct=1 --ioengine=libaio --time_based --runtime="$5" --ramp_time=2 \
+        --norandommap --randrepeat=0 --output-format=json
+}
+
+[ -b "$disk" ] || {
+    say error "no $disk"
+    exit 1
+}
+# The virtio device names (virtioN) behind the disk and the NIC, to find
+# their queues' lines in /proc/interrupts.
+blk_dev=$(basename "$(readlink -f /sys/block/vdb/device)")
+net_dev=$(basename "$(readlink -f /sys/class/net/eth0/device)" 2>/dev/null)
+
+# Warm-up: load fio, libaio, iperf3 and python3 from the root disk into the
+# page cache now, so that the first test's counters do not include it.
+fio --name=warmup --filename="$disk" --rw=read --bs=1M --size=16M --direct=1 \
+    --ioengine=libaio --output-format=json >/dev/null 2>&1
+iperf3 --version >/dev/null 2>&1
+python3 -c 'import json, platform, subprocess' >/dev/null 2>&1
+
+fio_step randread randread 4k 32 "$rand_s"
+fio_step seqread read 1M 8 "$seq_s"
+fio_step seqwrite write 1M 8 "$seq_s"
+step iperf3 iperf3 -c "$host" -t "$net_s" -O 2 -J
+
+python3 - "$out" "$blk_dev" "$net_dev" <<'EOF'
+import json
+import os
+import platform
+import subprocess
+import sys
+
+out, blk_dev, net_dev = sys.argv[1:4]
+
+
+def irqs(path, device):
+    """Interrupts per queue (all CPUs) of virtio device `device`."""
+    counts = {}
+    for line in open(path):
+        fields = line.split()
+        if fields and fields[-1].startswith(device + "-"):
+            n = 0
+            for f in fields[1:]:
+                if not f.isdigit():
+                    break
+                n += int(f)
+            counts[fields[-1][len(device) + 1:]] = n
+    return counts
+
+
+def irq_delta(name, device):
+    before, after = irqs("%s/%s.irq0" % (out, name), device), irqs("%s/%s.irq1" % (out, name), device)
+    return {q: after[q] - before.get(q, 0) for q in after}
+
+
+def fio_result(name, direction):
+    job = json.load(open("%s/%s.json" % (out, name)))
+    side = job["jobs"][0][direction]
+    util = (job.get("disk_util") or [{}])[0]
+    return {"iops": side["iops"], "mib_s": side["bw_bytes"] / 2**20,
+            "clat_us": side["clat_ns"]["mean"] / 1000,
+            "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
+            "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev)}
+
+
+def iperf3_result(name):
+    end = json.load(open("%s/%s.json" % (out, name)))["end"]
+    return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
+            "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
+            "irqs": irq_delta(name, net_dev)}
+
+
+def features(device):
+    """The feature bits the driver negotiated, as a hex number (bit 0 first in sysfs)."""
+    try:
+        bits = open("/sys/bus/virtio/devices/%s/features" % device).read().strip()
+    except OSError:
+        return None
+    return hex(sum(1 << i for i, b in enumerate(bits) if b == "1"))
+
+
+def version(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True).stdout.split("\n")[0]
+    except OSError:
+        return None
+
+
+print("vireo-io: versions " + json.dumps({
+    "guest_kernel": platform.release(), "fio": version(["fio", "--version"]),
+    "iperf3": version(["iperf3", "--version"]),
+    "features": {"blk": features(blk_dev), "net": features(net_dev)}}), flush=True)
+for name, parse in (("randread", lambda: fio_result("randread", "read")),
+                    ("seqread", lambda: fio_result("seqread", "read")),
+                    ("seqwrite", lambda: fio_result("seqwrite", "write")),
+                    ("iperf3", lambda: iperf3_result("iperf3"))):
+    rc = open("%s/%s.rc" % (out, name)).read().strip()
+    try:
+        if rc != "0":
+            raise ValueError("exit status %s" % rc)
+        result = parse()
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        err = open("%s/%s.err" % (out, name)).read().strip().splitlines()[-3:]
+        result = {"error": "%s: %s" % (e, " / ".join(err))}
+    result["test"] = name
+    print("vireo-io: result " + json.dumps(result), flush=True)
+EOF
