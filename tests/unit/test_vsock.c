@@ -465,7 +465,7 @@ TEST(config_space_holds_the_guest_cid)
 
     SETUP();
     virtio_read_config(drv.vdev, 0, cfg, 8);
-    CHECK_EQ_U64(vsock_get_le64(cfg), CID);
+    CHECK_EQ_U64(get_le64(cfg), CID);
     virtio_read_config(drv.vdev, 4, (uint8_t *)&hi, 4);
     CHECK_EQ_U64(hi, 0);
     CHECK_EQ_U64(drv.vdev->ops->device_id, VIRTIO_ID_VSOCK);

@@ -4,24 +4,11 @@
 #include <errno.h>
 #include <string.h>
 
-static uint16_t le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
+#include "../../lib/util.h"
 
 bool bzimage_detect(const uint8_t *buf, size_t len)
 {
-    return len >= BP_HEADER + 4 && le16(buf + BP_BOOT_FLAG) == 0xaa55 &&
+    return len >= BP_HEADER + 4 && get_le16(buf + BP_BOOT_FLAG) == 0xaa55 &&
            memcmp(buf + BP_HEADER, "HdrS", 4) == 0;
 }
 
@@ -34,14 +21,14 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info, str
         return vr_error_new(err, ENOEXEC, "not a bzImage (no 'HdrS' boot header)");
     if (len < BP_INIT_SIZE + 4)
         return vr_error_new(err, ENOEXEC, "bzImage is truncated inside its setup header");
-    info->version = le16(buf + BP_VERSION);
+    info->version = get_le16(buf + BP_VERSION);
     /* 2.12 added xloadflags, which is how a kernel announces its 64-bit entry point. */
     if (info->version < 0x020c)
         return vr_error_new(err, ENOEXEC,
                             "bzImage boot protocol %u.%02u is too old: 2.12 or later is needed "
                             "for the 64-bit entry point",
                             info->version >> 8, info->version & 0xff);
-    info->xloadflags = le16(buf + BP_XLOADFLAGS);
+    info->xloadflags = get_le16(buf + BP_XLOADFLAGS);
     if (!(info->xloadflags & XLF_KERNEL_64))
         return vr_error_new(err, ENOEXEC,
                             "bzImage has no 64-bit entry point (not an x86-64 kernel)");
@@ -54,20 +41,20 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *info, str
 
     setup_sects = buf[BP_SETUP_SECTS] ? buf[BP_SETUP_SECTS] : 4;
     info->payload_offset = (setup_sects + 1) * 512;
-    info->payload_size = (uint64_t)le32(buf + BP_SYSSIZE) * 16;
+    info->payload_size = (uint64_t)get_le32(buf + BP_SYSSIZE) * 16;
     if (info->payload_size == 0)
         return vr_error_new(err, ENOEXEC, "bzImage declares an empty kernel");
     if (info->payload_offset > len || info->payload_size > len - info->payload_offset)
         return vr_error_new(err, ENOEXEC,
                             "bzImage is truncated: header declares %llu bytes, file has %zu",
                             (unsigned long long)(info->payload_offset + info->payload_size), len);
-    info->cmdline_max = le32(buf + BP_CMDLINE_SIZE);
-    info->initrd_addr_max = le32(buf + BP_INITRD_ADDR_MAX);
-    info->init_size = le32(buf + BP_INIT_SIZE);
+    info->cmdline_max = get_le32(buf + BP_CMDLINE_SIZE);
+    info->initrd_addr_max = get_le32(buf + BP_INITRD_ADDR_MAX);
+    info->init_size = get_le32(buf + BP_INIT_SIZE);
     if (info->init_size < info->payload_size)
         info->init_size = info->payload_size;
-    info->pref_address = le64(buf + BP_PREF_ADDRESS);
-    info->kernel_alignment = le32(buf + BP_KERNEL_ALIGNMENT);
+    info->pref_address = get_le64(buf + BP_PREF_ADDRESS);
+    info->kernel_alignment = get_le32(buf + BP_KERNEL_ALIGNMENT);
     info->relocatable = buf[BP_RELOCATABLE] != 0;
     if (info->relocatable &&
         (info->kernel_alignment == 0 || (info->kernel_alignment & (info->kernel_alignment - 1))))

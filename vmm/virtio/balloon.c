@@ -78,21 +78,6 @@ static struct virtio_balloon *to_balloon(struct virtio_device *vdev)
     return container_of(vdev, struct virtio_balloon, vdev);
 }
 
-static uint16_t load_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t load_le64(const uint8_t *p)
-{
-    return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
-}
-
 static uint32_t pages_to_mib(uint32_t pages)
 {
     return (uint32_t)(pages / PAGES_PER_MIB);
@@ -150,7 +135,7 @@ static void inflate(struct virtio_balloon *b, const struct virtq_elem *elem)
 
         iov_to_buf(b->iov, elem->out_num, done * 4, buf, n * 4);
         for (size_t i = 0; i < n; i++)
-            add_pfn(mem, &run, load_le32(buf + 4 * i), &skipped);
+            add_pfn(mem, &run, get_le32(buf + 4 * i), &skipped);
         done += n;
     }
     release_range(mem, &run);
@@ -197,12 +182,12 @@ static void parse_stats(struct virtio_balloon *b, const struct virtq_elem *elem)
     memset(b->stats.value, 0, sizeof(b->stats.value));
     for (size_t i = 0; i < entries; i++) {
         const uint8_t *entry = buf + i * STAT_ENTRY_SIZE;
-        uint16_t tag = load_le16(entry);
+        uint16_t tag = get_le16(entry);
 
         if (tag >= VIRTIO_BALLOON_STAT_COUNT)
             continue;
         b->stats.present |= 1u << tag;
-        b->stats.value[tag] = load_le64(entry + 2);
+        b->stats.value[tag] = get_le64(entry + 2);
     }
     b->stats.updates++;
 }
@@ -299,7 +284,7 @@ static void balloon_write_config(struct virtio_device *vdev, uint32_t offset, co
 
     fill_config(b, cfg);
     memcpy(cfg + offset, data, len);
-    b->actual = load_le32(cfg + CONFIG_ACTUAL_OFFSET);
+    b->actual = get_le32(cfg + CONFIG_ACTUAL_OFFSET);
 }
 
 static int balloon_activate(struct virtio_device *vdev)

@@ -77,16 +77,6 @@ static struct virtio_blk *to_blk(const struct virtio_device *vdev)
     return container_of(vdev, struct virtio_blk, vdev);
 }
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
 static unsigned int log2u(unsigned int x)
 {
     unsigned int n = 0;

@@ -206,11 +206,6 @@ static void kick(struct virtio_mmio *t, uint32_t queue)
         log_ratelimited(LOG_ERROR, "%s: notify: %s", t->vdev->ops->name, strerror(errno));
 }
 
-static uint32_t get_le32_bytes(const uint8_t *d)
-{
-    return d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
-}
-
 static void mmio_read(struct device *dev, uint64_t off, uint8_t *data, uint32_t len)
 {
     struct virtio_mmio *t = to_mmio(dev);
@@ -237,7 +232,7 @@ static void mmio_write(struct device *dev, uint64_t off, const uint8_t *data, ui
 
     /* Registers below the configuration space take 32-bit accesses only (4.2.2.2). */
     if (off == REG_QUEUE_NOTIFY && len == 4) {
-        kick(t, get_le32_bytes(data));
+        kick(t, get_le32(data));
         return;
     }
     if (off == REG_INTERRUPT_ACK && len == 4) {
@@ -248,7 +243,7 @@ static void mmio_write(struct device *dev, uint64_t off, const uint8_t *data, ui
     if (off >= REG_CONFIG)
         virtio_write_config(t->vdev, (uint32_t)(off - REG_CONFIG), data, len);
     else if (len == 4 && off % 4 == 0)
-        reg_write(t, off, get_le32_bytes(data));
+        reg_write(t, off, get_le32(data));
     virtio_unlock(t->vdev);
 }
 

@@ -50,33 +50,18 @@ struct vsock_hdr {
     uint32_t fwd_cnt;   /* bytes the sender has consumed from it so far */
 };
 
-static inline uint16_t vsock_get_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t vsock_get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t vsock_get_le64(const uint8_t *p)
-{
-    return vsock_get_le32(p) | (uint64_t)vsock_get_le32(p + 4) << 32;
-}
-
 static inline void vsock_hdr_decode(const uint8_t raw[VSOCK_HDR_SIZE], struct vsock_hdr *h)
 {
-    h->src_cid = vsock_get_le64(raw + 0);
-    h->dst_cid = vsock_get_le64(raw + 8);
-    h->src_port = vsock_get_le32(raw + 16);
-    h->dst_port = vsock_get_le32(raw + 20);
-    h->len = vsock_get_le32(raw + 24);
-    h->type = vsock_get_le16(raw + 28);
-    h->op = vsock_get_le16(raw + 30);
-    h->flags = vsock_get_le32(raw + 32);
-    h->buf_alloc = vsock_get_le32(raw + 36);
-    h->fwd_cnt = vsock_get_le32(raw + 40);
+    h->src_cid = get_le64(raw + 0);
+    h->dst_cid = get_le64(raw + 8);
+    h->src_port = get_le32(raw + 16);
+    h->dst_port = get_le32(raw + 20);
+    h->len = get_le32(raw + 24);
+    h->type = get_le16(raw + 28);
+    h->op = get_le16(raw + 30);
+    h->flags = get_le32(raw + 32);
+    h->buf_alloc = get_le32(raw + 36);
+    h->fwd_cnt = get_le32(raw + 40);
 }
 
 static inline void vsock_hdr_encode(const struct vsock_hdr *h, uint8_t raw[VSOCK_HDR_SIZE])
