@@ -437,11 +437,7 @@ int virtio_balloon_set_target(struct virtio_device *vdev, uint32_t target_mib,
         return ret;
     virtio_lock(vdev);
     b->num_pages = pages;
-    /* Only a running driver listens; one that starts later reads the new value anyway. */
-    if (vdev->status & VIRTIO_STATUS_DRIVER_OK)
-        virtio_config_changed(vdev);
-    else
-        atomic_fetch_add(&vdev->config_generation, 1);
+    virtio_config_changed(vdev);
     virtio_unlock(vdev);
     return 0;
 }

@@ -685,10 +685,7 @@ int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_
         blk->need_signal = false;
         virtio_queue_done(vdev, &vdev->queues[0]);
     }
-    if (vdev->status & VIRTIO_STATUS_DRIVER_OK)
-        virtio_config_changed(vdev);
-    else
-        atomic_fetch_add(&vdev->config_generation, 1);
+    virtio_config_changed(vdev);
     virtio_unlock(vdev);
     return 0;
 }

@@ -214,9 +214,6 @@ void virtio_console_set_size(struct virtio_device *vdev, uint16_t cols, uint16_t
     virtio_lock(vdev);
     c->cols = cols;
     c->rows = rows;
-    if (vdev->status & VIRTIO_STATUS_DRIVER_OK)
-        virtio_config_changed(vdev);
-    else
-        atomic_fetch_add(&vdev->config_generation, 1);
+    virtio_config_changed(vdev);
     virtio_unlock(vdev);
 }

@@ -231,6 +231,9 @@ void virtio_queue_done(struct virtio_device *vdev, struct virtq *vq)
 void virtio_config_changed(struct virtio_device *vdev)
 {
     atomic_fetch_add(&vdev->config_generation, 1);
+    /* Only a running driver listens; one that starts later reads the new values anyway. */
+    if (!(vdev->status & VIRTIO_STATUS_DRIVER_OK))
+        return;
     atomic_fetch_or(&vdev->isr, VIRTIO_ISR_CONFIG);
     if (vdev->transport.signal_config)
         vdev->transport.signal_config(vdev->transport.ctx);

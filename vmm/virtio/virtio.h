@@ -172,7 +172,10 @@ void virtio_ack_isr(struct virtio_device *vdev, uint8_t bits);
 
 /* Tell the driver about used buffers on `vq`, unless it suppressed the interrupt. */
 void virtio_queue_done(struct virtio_device *vdev, struct virtq *vq);
-/* The device configuration changed (the device bumps nothing itself). */
+/*
+ * The device configuration changed: a new configuration generation, and
+ * a configuration interrupt if the driver is running (lock held).
+ */
 void virtio_config_changed(struct virtio_device *vdev);
 /*
  * The guest broke the device's rules (a malformed ring or chain): stop
