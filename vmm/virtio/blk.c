@@ -424,8 +424,8 @@ static void handle_request(struct virtio_blk *blk, struct blk_req *req,
     }
 }
 
-/* Take everything the ring holds (lock held, device active). */
-static void process_queue(struct virtio_blk *blk, struct virtq *vq)
+/* Take what the ring holds until it is empty or every request slot is busy. 0 or -EINVAL. */
+static int take_requests(struct virtio_blk *blk, struct virtq *vq)
 {
     int ret = 0;
 
@@ -442,20 +442,35 @@ static void process_queue(struct virtio_blk *blk, struct virtq *vq)
             handle_request(blk, req, &elem);
         }
         if (ret < 0)
-            break;
+            return ret;
         if (blk->free_list == NULL) {
             /* Notifications stay off: completions restart the drain when slots free up. */
             blk->starved = virtq_has_avail(vq);
             if (blk->starved)
-                break;
+                return 0;
         }
         if (!virtq_enable_notify(vq))
-            break;
+            return 0;
     }
-    /* One submission for the whole batch; what completed during it is answered in this batch. */
-    disk_kick(blk->disk);
-    if (ret >= 0 && disk_completions_ready(blk->disk))
-        disk_reap(blk->disk);
+}
+
+/* Take everything the ring holds (lock held, device active). */
+static void process_queue(struct virtio_blk *blk, struct virtq *vq)
+{
+    int ret;
+
+    do {
+        blk->starved = false;
+        ret = take_requests(blk, vq);
+        /* One submission per batch; what completed meanwhile is answered in this batch. */
+        disk_kick(blk->disk);
+        if (ret == 0 && disk_completions_ready(blk->disk))
+            disk_reap(blk->disk);
+        /*
+         * A starved ring waits for completions to free slots; those reaped
+         * just above bring no further event, so take the waiting requests now.
+         */
+    } while (ret == 0 && blk->starved && blk->free_list);
     if (ret < 0) {
         virtio_device_broken(&blk->vdev, vq->error);
         return;
