@@ -2,6 +2,7 @@
 #include "machine.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -93,7 +94,7 @@ struct machine {
 
     struct event_loop loop;
     struct event_source stop_event; /* eventfd, written by whoever stops the machine */
-    struct event_source signals;    /* signalfd for SIGINT, SIGTERM, SIGHUP */
+    struct event_source signals;    /* signalfd for SIGINT, SIGTERM, SIGHUP, SIGUSR2 */
 
     pthread_mutex_t stop_lock;
     volatile int stopping; /* read by vCPU threads after each KVM_RUN */
@@ -151,13 +152,35 @@ static void on_stop_event(struct event_source *src, uint32_t events)
         log_debug("stop eventfd: %s", strerror(errno));
 }
 
+/* SIGUSR2: every virtio device's and queue's state on stderr, for a guest that seems stuck. */
+static void report_devices(struct machine *m)
+{
+    char label[48];
+
+    fprintf(stderr, "vireo-vmm: state of %u virtio device(s) (SIGUSR2)\n", m->nr_virtio);
+    for (unsigned int i = 0; i < m->nr_virtio; i++) {
+        const struct virtio_slot *v = &m->virtio[i];
+
+        if (v->pci)
+            snprintf(label, sizeof(label), "virtio-pci 00:%02x.0", v->pci_slot);
+        else
+            snprintf(label, sizeof(label), "virtio-mmio %#" PRIx64 " irq %u", v->base, v->irq);
+        virtio_device_report(v->vdev, label, stderr);
+    }
+    fflush(stderr);
+}
+
 static void on_signal(struct event_source *src, uint32_t events)
 {
     struct machine *m = container_of(src, struct machine, signals);
     struct signalfd_siginfo info;
 
     (void)events;
-    if (read(src->fd, &info, sizeof(info)) == (ssize_t)sizeof(info))
+    if (read(src->fd, &info, sizeof(info)) != (ssize_t)sizeof(info))
+        return;
+    if (info.ssi_signo == SIGUSR2)
+        report_devices(m);
+    else
         request_stop(m, MACHINE_SIGNAL, (int)info.ssi_signo, NULL);
 }
 
@@ -662,6 +685,7 @@ static int setup_event_sources(struct machine *m, struct vr_error **err)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR2);
     sigaddset(&mask, VCPU_KICK_SIGNAL);
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
         return vr_error_set(err, errno, "block signals");

@@ -123,6 +123,15 @@ class Vmm:
     def signal(self, signo):
         self.proc.send_signal(signo)
 
+    def report_devices(self):
+        """Ask a stuck monitor for its virtio queues' state (SIGUSR2) and keep what it prints."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            self._pump(max(deadline - time.monotonic(), 0))
+
     def wait(self, timeout):
         deadline = time.monotonic() + timeout
         timed_out = False
@@ -131,6 +140,7 @@ class Vmm:
             if left <= 0:
                 timed_out = True
                 self.err += stuck_report(self.proc.pid).encode()
+                self.report_devices()
                 self.proc.kill()
                 try:
                     self.proc.wait(30)

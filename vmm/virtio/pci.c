@@ -2,6 +2,7 @@
 #include "pci.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -201,6 +202,23 @@ static void signal_config(void *ctx)
     struct virtio_pci *t = ctx;
 
     signal_vector(t, t->config_vector);
+}
+
+static void report(void *ctx, FILE *out)
+{
+    struct virtio_pci *t = ctx;
+
+    fprintf(out, "  MSI-X: %s%s, config vector %u, pending %#" PRIx64 "\n",
+            t->msix_control & MSIX_CONTROL_ENABLE ? "enabled" : "disabled",
+            t->msix_control & MSIX_CONTROL_MASK ? ", function masked" : "", t->config_vector,
+            t->pending);
+    for (unsigned int v = 0; v < t->nr_vectors; v++)
+        fprintf(out, "    vector %u: data %#x address %#" PRIx64 "%s%s\n", v, t->msix[v].data,
+                (uint64_t)t->msix[v].addr_hi << 32 | t->msix[v].addr_lo,
+                t->msix[v].control & MSIX_ENTRY_MASKED ? " masked" : "",
+                t->msix[v].routed ? "" : " unrouted");
+    for (unsigned int i = 0; i < t->vdev->nr_queues; i++)
+        fprintf(out, "    queue %u -> vector %u\n", i, t->vdev->queues[i].msix_vector);
 }
 
 static void msix_table_read(struct virtio_pci *t, uint64_t off, uint8_t *data, uint32_t len)
@@ -687,7 +705,7 @@ int virtio_pci_create(struct virtio_device *vdev, uint64_t bar_gpa, uint32_t gsi
     }
     build_config(t);
     vdev->transport = (struct virtio_transport){
-        .signal_queue = signal_queue, .signal_config = signal_config, .ctx = t};
+        .signal_queue = signal_queue, .signal_config = signal_config, .report = report, .ctx = t};
     *out = t;
     return 0;
 }

@@ -2,6 +2,7 @@
 #include "virtio.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -226,6 +227,23 @@ void virtio_queue_done(struct virtio_device *vdev, struct virtq *vq)
     atomic_fetch_or(&vdev->isr, VIRTIO_ISR_QUEUE);
     if (vdev->transport.signal_queue)
         vdev->transport.signal_queue(vdev->transport.ctx, vq);
+}
+
+void virtio_device_report(struct virtio_device *vdev, const char *label, FILE *out)
+{
+    char line[320];
+
+    virtio_lock(vdev);
+    fprintf(out, "%s (%s): status %#x%s, features %#" PRIx64 ", isr %#x\n", label, vdev->ops->name,
+            vdev->status, vdev->active ? " active" : "", vdev->driver_features,
+            atomic_load(&vdev->isr));
+    for (unsigned int i = 0; i < vdev->nr_queues; i++) {
+        virtq_describe(&vdev->queues[i], line, sizeof(line));
+        fprintf(out, "  %s\n", line);
+    }
+    if (vdev->transport.report)
+        vdev->transport.report(vdev->transport.ctx, out);
+    virtio_unlock(vdev);
 }
 
 void virtio_config_changed(struct virtio_device *vdev)

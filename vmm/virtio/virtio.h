@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../../lib/err.h"
 #include "../event_loop.h"
@@ -93,6 +94,8 @@ struct virtio_device_ops {
 struct virtio_transport {
     void (*signal_queue)(void *ctx, struct virtq *vq);
     void (*signal_config)(void *ctx);
+    /* Optional: the transport's interrupt state, for virtio_device_report (lock held). */
+    void (*report)(void *ctx, FILE *out);
     void *ctx;
 };
 
@@ -127,6 +130,13 @@ int virtio_device_init(struct virtio_device *vdev, const struct virtio_device_op
                        unsigned int nr_queues, uint16_t max_queue_size, uint64_t features,
                        uint32_t config_size, struct vr_error **err);
 /* Start delivering queue notifications from the event loop. */
+/*
+ * Write the device's state to `out`: status, features, interrupt status,
+ * each queue (virtq_describe) and the transport's interrupt state. For
+ * debugging a stuck guest (vireo-vmm prints it on SIGUSR2).
+ */
+void virtio_device_report(struct virtio_device *vdev, const char *label, FILE *out);
+
 int virtio_device_start(struct virtio_device *vdev, struct vr_error **err);
 void virtio_device_cleanup(struct virtio_device *vdev);
 void virtio_device_destroy(struct virtio_device *vdev);

@@ -135,6 +135,12 @@ bool virtq_has_avail(struct virtq *vq);
 size_t iov_to_buf(const struct iovec *iov, unsigned int n, size_t skip, void *buf, size_t len);
 size_t buf_to_iov(const struct iovec *iov, unsigned int n, size_t skip, const void *buf,
                   size_t len);
+/*
+ * One line on the queue's state, for `kill -USR2` reports: both sides'
+ * indexes and suppression fields. Returns what snprintf returns.
+ */
+int virtq_describe(const struct virtq *vq, char *buf, size_t len);
+
 size_t iov_length(const struct iovec *iov, unsigned int n);
 
 #endif
