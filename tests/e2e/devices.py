@@ -221,11 +221,12 @@ def test_network():
                                  kernel_args="ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off"),
                         force=False, stdin=subprocess.DEVNULL, prefix=["ip", "netns", "exec", ns])
         send = None
-        if vm.expect("LISTEN", 2 * BOOT_TIMEOUT):
+        # A healthy run needs about 30 s in the sandbox for the boot and both transfers.
+        if vm.expect("LISTEN", BOOT_TIMEOUT):
             time.sleep(1)
             send = subprocess.Popen(["ip", "netns", "exec", ns, "python3", helper, "send", "5002",
                                      str(size)], stdout=subprocess.PIPE, text=True)
-        r = vm.wait(2 * BOOT_TIMEOUT)
+        r = vm.wait(BOOT_TIMEOUT)
         try:
             recv_out = recv.communicate(timeout=30)[0]
             send_out = send.communicate(timeout=30)[0] if send else ""
@@ -423,6 +424,31 @@ def test_hvc0_and_hwrng():
             r.describe())
 
 
+# Failures the nested test environment is known to cause (tests/sandbox/README.md,
+# "Known faults of the emulated SVM"): a guest triple fault, and a guest that
+# stops making progress, which so far was seen only there and is not fully
+# explained. In the sandbox a case that fails this way runs once more; the first
+# attempt's failure, with the monitor's virtio report (SIGUSR2), is printed in
+# full with the RETRY line, so it stays in the log.
+ENVIRONMENT_FAULTS = ("guest triple fault", "timed_out=True")
+
+
+def run_case(test):
+    R.hold()
+    test()
+    held = R.take_held()
+    failures = [(name, detail) for name, ok, detail in held if not ok]
+    nested = os.environ.get("VIREO_IN_SANDBOX") == "1"
+    if nested and any(sig in detail for _, detail in failures for sig in ENVIRONMENT_FAULTS):
+        name, detail = failures[0]
+        print("RETRY %s: first attempt failed (%s); once more. Its output:\n%s" % (
+            test.__name__, name, detail), flush=True)
+        test()
+        return
+    for name, ok, detail in held:
+        R.check(name, ok, detail)
+
+
 def main():
     if not os.path.exists(ROOTFS):
         R.skip("virtio device tests", "no root disk image (run guest/build-rootfs)")
@@ -434,7 +460,7 @@ def main():
     try:
         for test in tests:
             if not wanted or any(w in test.__name__ for w in wanted):
-                test()
+                run_case(test)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     vmtest.exit_cleanly(R)

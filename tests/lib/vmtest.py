@@ -39,9 +39,22 @@ class Results:
     def __init__(self, title):
         self.title = title
         self.passed = self.failed = self.skipped = 0
+        self.held = None
         print("== %s (KVM backend: %s)" % (title, kvm_backend()), flush=True)
 
+    def hold(self):
+        """Keep the next checks back until take_held(), e.g. to decide on a retry."""
+        self.held = []
+
+    def take_held(self):
+        """The checks kept back since hold(), as (name, ok, detail); counting resumes."""
+        held, self.held = self.held or [], None
+        return held
+
     def check(self, name, ok, detail=""):
+        if self.held is not None:
+            self.held.append((name, ok, detail))
+            return ok
         if ok:
             self.passed += 1
             print("PASS %s" % name, flush=True)
@@ -71,9 +84,9 @@ class Run:
         self.timed_out = timed_out
 
     def describe(self):
-        tail = lambda s: s[-1500:]
+        # stderr keeps more: a hung monitor's thread states and virtio report end up there.
         return "status=%s timed_out=%s\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
-            self.status, self.timed_out, tail(self.out), tail(self.err))
+            self.status, self.timed_out, self.out[-1500:], self.err[-5000:])
 
 
 class Vmm:
