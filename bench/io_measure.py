@@ -21,6 +21,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -147,6 +148,10 @@ def boot_and_measure(name, argv):
             if not select.select([proc.stdout], [], [], 5)[0]:
                 if time.monotonic() - last > SILENCE_S:
                     progress(name, "no console output for %d s: taken as hung" % SILENCE_S)
+                    if name == "vireo-vmm" and proc.poll() is None:
+                        # Its virtio queues' state (SIGUSR2), into the error log printed below.
+                        proc.send_signal(signal.SIGUSR2)
+                        time.sleep(1)
                     break
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
@@ -188,7 +193,7 @@ def boot_and_measure(name, argv):
         for t in missing:
             if t in results:
                 progress(name, t, results[t]["error"])
-        for line in tail[-15:] + errlog.read().splitlines()[-10:]:
+        for line in tail[-15:] + errlog.read().splitlines()[-40:]:
             progress(name, "|", line)
     errlog.close()
     return results, versions
