@@ -499,10 +499,8 @@ static void on_disk_event(struct event_source *src, uint32_t events)
         blk->need_signal = false;
         virtio_queue_done(&blk->vdev, vq);
     }
-    if (blk->starved && blk->free_list && blk->vdev.active && vq->enabled && !vq->broken) {
-        blk->starved = false;
-        process_queue(blk, vq);
-    }
+    if (blk->starved && blk->free_list && blk->vdev.active && vq->enabled && !vq->broken)
+        process_queue(blk, vq); /* it clears `starved` */
     virtio_unlock(&blk->vdev);
 }
 

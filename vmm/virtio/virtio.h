@@ -129,7 +129,6 @@ int virtio_device_init(struct virtio_device *vdev, const struct virtio_device_op
                        const struct guest_memory *mem, struct event_loop *loop,
                        unsigned int nr_queues, uint16_t max_queue_size, uint64_t features,
                        uint32_t config_size, struct vr_error **err);
-/* Start delivering queue notifications from the event loop. */
 /*
  * Write the device's state to `out`: status, features, interrupt status,
  * each queue (virtq_describe) and the transport's interrupt state. For
@@ -137,6 +136,7 @@ int virtio_device_init(struct virtio_device *vdev, const struct virtio_device_op
  */
 void virtio_device_report(struct virtio_device *vdev, const char *label, FILE *out);
 
+/* Start delivering queue notifications from the event loop. */
 int virtio_device_start(struct virtio_device *vdev, struct vr_error **err);
 void virtio_device_cleanup(struct virtio_device *vdev);
 void virtio_device_destroy(struct virtio_device *vdev);
