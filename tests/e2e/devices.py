@@ -263,7 +263,9 @@ def host_connect(uds, port, payload, results, i):
             if not b:
                 break
             line += b
-        ok = re.match(rb"OK \d+\n$", line) is not None
+        if re.match(rb"OK \d+\n$", line) is None:
+            results[i] = "no OK line, got %r" % line
+            return
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         echo = b""
@@ -272,7 +274,7 @@ def host_connect(uds, port, payload, results, i):
             if not b:
                 break
             echo += b
-        results[i] = ok and echo == payload
+        results[i] = echo == payload or "echo differs (%d of %d bytes)" % (len(echo), len(payload))
     except OSError as e:
         results[i] = "error: %s" % e
 
@@ -313,12 +315,16 @@ def test_vsock():
     nconn = 4
     listener = threading.Thread(target=host_listener, args=(uds + "_6000", nconn, received))
     listener.start()
-    # The guest's four connections report their checksums when done; by then
-    # its echo listener on port 5000 is up for the host's connections.
-    cmd = ("socat VSOCK-LISTEN:5000,fork EXEC:cat & for i in 1 2 3 4; do "
-           "(head -c 99999 /dev/urandom >/tmp/g$i; socat -u FILE:/tmp/g$i VSOCK-CONNECT:2:6000; "
-           "sha256sum /tmp/g$i) & done; sleep 3600")
-    vm = vmtest.Vmm(vmm_args(cmd, extra=["--vsock", "cid=3,uds=%s" % uds]), force=False,
+    # The guest starts its echo listener on port 5000 and waits until socat
+    # says it listens before its four connections start, so once their
+    # checksums are printed the host's connections find it. (Spaces are
+    # sparse: init takes at most 31 arguments.) -v: a refused or unanswered
+    # connection is named in the monitor's stderr.
+    cmd = ("socat -dd VSOCK-LISTEN:5000,fork EXEC:cat 2>/tmp/l& "
+           "until grep -q listening /tmp/l;do sleep 0.1;done; "
+           "for i in 1 2 3 4;do (head -c99999 /dev/urandom>/tmp/g$i;"
+           "socat -u FILE:/tmp/g$i VSOCK-CONNECT:2:6000;sha256sum /tmp/g$i)& done;sleep 3600")
+    vm = vmtest.Vmm(vmm_args(cmd, extra=["-v", "--vsock", "cid=3,uds=%s" % uds]), force=False,
                     stdin=subprocess.DEVNULL)
     ready = all(vm.expect("  /tmp/g%d" % i, BOOT_TIMEOUT) for i in range(1, nconn + 1))
     results = [None] * nconn

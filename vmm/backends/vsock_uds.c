@@ -551,6 +551,8 @@ static void conn_recv_connecting(struct vsock_uds *u, struct vsock_conn *c,
     int len;
 
     if (hdr->op == VSOCK_OP_RST) {
+        log_ratelimited(LOG_INFO, "vsock: the guest refused a connection to its port %" PRIu32,
+                        c->peer_port);
         conn_free(u, c); /* nobody listens on that guest port: the host program sees EOF */
         return;
     }
@@ -940,13 +942,17 @@ static void on_listener(struct event_source *src, uint32_t events)
 
 static void conn_timeout(struct vsock_uds *u, struct vsock_conn *c)
 {
-    log_ratelimited(LOG_DEBUG, "vsock: host connection timed out %s",
-                    c->state == CONN_AWAIT_LINE ? "before its CONNECT line"
-                                                : "waiting for the guest");
-    if (c->state == CONN_AWAIT_LINE)
+    if (c->state == CONN_AWAIT_LINE) {
+        log_ratelimited(LOG_DEBUG, "vsock: host connection sent no CONNECT line in time");
         conn_free(u, c);
-    else
-        conn_reset(u, c);
+        return;
+    }
+    /* A silent guest is worth a warning: the host program only sees its socket closed. */
+    log_ratelimited(LOG_WARN,
+                    "vsock: the guest did not answer a connection to its port %" PRIu32
+                    " within %u ms; closing it",
+                    c->peer_port, VSOCK_UDS_CONNECT_TIMEOUT_MS);
+    conn_reset(u, c);
 }
 
 static void on_timer(struct event_source *src, uint32_t events)
