@@ -166,6 +166,10 @@ TEST(event_idx_suppresses_interrupts)
         REQUIRE(vdriver_wait_used(&drv, 0, 1, 2000));
     }
     CHECK_EQ_U64(drv.queue_irqs, 2);
+    /* The report counts those interrupts, and kicks: 7 requests plus the core's at DRIVER_OK. */
+    char line[400];
+    virtq_describe(&drv.vdev->queues[0], line, sizeof(line));
+    CHECK(strstr(line, "; kicks 8 interrupts 2") != NULL);
     vdriver_destroy(&drv);
 }
 

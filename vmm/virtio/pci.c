@@ -79,6 +79,7 @@ struct msix_entry {
     bool routed;
     uint64_t routed_addr;
     uint32_t routed_data;
+    uint64_t fired; /* irqfd writes that succeeded, for the state report */
 };
 
 struct virtio_pci {
@@ -141,6 +142,8 @@ static void fire(struct virtio_pci *t, unsigned int v)
     if (write(t->vector_fds[v], &one, sizeof(one)) < 0)
         log_ratelimited(LOG_ERROR, "%s: MSI-X vector %u: %s", t->vdev->ops->name, v,
                         strerror(errno));
+    else
+        t->msix[v].fired++;
 }
 
 /* Route the vector where the guest pointed it, if that changed. */
@@ -213,10 +216,10 @@ static void report(void *ctx, FILE *out)
             t->msix_control & MSIX_CONTROL_MASK ? ", function masked" : "", t->config_vector,
             t->pending);
     for (unsigned int v = 0; v < t->nr_vectors; v++)
-        fprintf(out, "    vector %u: data %#x address %#" PRIx64 "%s%s\n", v, t->msix[v].data,
-                (uint64_t)t->msix[v].addr_hi << 32 | t->msix[v].addr_lo,
+        fprintf(out, "    vector %u: data %#x address %#" PRIx64 "%s%s, fired %" PRIu64 "\n", v,
+                t->msix[v].data, (uint64_t)t->msix[v].addr_hi << 32 | t->msix[v].addr_lo,
                 t->msix[v].control & MSIX_ENTRY_MASKED ? " masked" : "",
-                t->msix[v].routed ? "" : " unrouted");
+                t->msix[v].routed ? "" : " unrouted", t->msix[v].fired);
     for (unsigned int i = 0; i < t->vdev->nr_queues; i++)
         fprintf(out, "    queue %u -> vector %u\n", i, t->vdev->queues[i].msix_vector);
 }

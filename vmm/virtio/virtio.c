@@ -25,6 +25,7 @@ static void on_kick(struct event_source *src, uint32_t events)
     if (read(src->fd, &count, sizeof(count)) < 0)
         return; /* EAGAIN: another wakeup already drained it */
     virtio_lock(vdev);
+    vq->kicks += count;
     if (vdev->active && vq->enabled && !vq->broken)
         vdev->ops->queue_notify(vdev, vq);
     virtio_unlock(vdev);
@@ -224,6 +225,7 @@ void virtio_queue_done(struct virtio_device *vdev, struct virtq *vq)
 {
     if (!virtq_should_signal(vq))
         return;
+    vq->interrupts++;
     atomic_fetch_or(&vdev->isr, VIRTIO_ISR_QUEUE);
     if (vdev->transport.signal_queue)
         vdev->transport.signal_queue(vdev->transport.ctx, vq);
@@ -231,7 +233,7 @@ void virtio_queue_done(struct virtio_device *vdev, struct virtq *vq)
 
 void virtio_device_report(struct virtio_device *vdev, const char *label, FILE *out)
 {
-    char line[320];
+    char line[400];
 
     virtio_lock(vdev);
     fprintf(out, "%s (%s): status %#x%s, features %#" PRIx64 ", isr %#x\n", label, vdev->ops->name,

@@ -2,6 +2,7 @@
 #include "virtqueue.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -291,16 +292,17 @@ int virtq_describe(const struct virtq *vq, char *buf, size_t len)
         return snprintf(buf, len, "queue %u: %s, size %u, not running", vq->index,
                         vq->enabled ? "enabled" : "disabled", vq->size);
     /* The driver's fields are read as they are now; they may move while this runs. */
-    return snprintf(
-        buf, len,
-        "queue %u: size %u; driver: avail.idx %u avail.flags %#x used_event %u; "
-        "device: last_avail %u used_idx %u avail_event %u used.flags %#x "
-        "signalled_used %u%s%s%s%s",
-        vq->index, vq->size, load16(&vq->avail->idx), load16(&vq->avail->flags),
-        load16(&vq->avail->ring[vq->size]), vq->last_avail, vq->used_idx,
-        load16((const uint16_t *)&vq->used->ring[vq->size]), load16(&vq->used->flags),
-        vq->signalled_used, vq->event_idx ? " event_idx" : "", vq->indirect ? " indirect" : "",
-        vq->notify_suppressed ? " notifications-suppressed" : "", vq->broken ? " BROKEN" : "");
+    return snprintf(buf, len,
+                    "queue %u: size %u; driver: avail.idx %u avail.flags %#x used_event %u; "
+                    "device: last_avail %u used_idx %u avail_event %u used.flags %#x "
+                    "signalled_used %u%s%s%s%s; kicks %" PRIu64 " interrupts %" PRIu64,
+                    vq->index, vq->size, load16(&vq->avail->idx), load16(&vq->avail->flags),
+                    load16(&vq->avail->ring[vq->size]), vq->last_avail, vq->used_idx,
+                    load16((const uint16_t *)&vq->used->ring[vq->size]), load16(&vq->used->flags),
+                    vq->signalled_used, vq->event_idx ? " event_idx" : "",
+                    vq->indirect ? " indirect" : "",
+                    vq->notify_suppressed ? " notifications-suppressed" : "",
+                    vq->broken ? " BROKEN" : "", vq->kicks, vq->interrupts);
 }
 
 size_t iov_length(const struct iovec *iov, unsigned int n)

@@ -77,8 +77,11 @@ struct virtq {
     const char *error;       /* why it broke, for the device's message */
     uint16_t last_avail;     /* next available ring entry the device takes */
     uint16_t used_idx;       /* the device's used index (never read back from the guest) */
-    uint16_t signalled_used; /* used index when the driver was last interrupted */
+    uint16_t signalled_used; /* used index at the last decision whether to interrupt */
     bool signalled_valid;
+    /* Since the monitor started, for the state report: what a lost wakeup leaves behind. */
+    uint64_t kicks;      /* eventfd counts: the driver's, plus the core's one at DRIVER_OK */
+    uint64_t interrupts; /* times the device decided to interrupt the driver */
 
     unsigned int index;
     struct virtio_device *vdev;
