@@ -152,7 +152,8 @@ static void on_stop_event(struct event_source *src, uint32_t events)
         log_debug("stop eventfd: %s", strerror(errno));
 }
 
-/* SIGUSR2: every virtio device's and queue's state on stderr, for a guest that seems stuck. */
+/* SIGUSR2: every virtio device's, queue's and vCPU's state on stderr, for a guest that seems stuck.
+ */
 static void report_devices(struct machine *m)
 {
     char label[48];
@@ -168,6 +169,9 @@ static void report_devices(struct machine *m)
         virtio_device_report(v->vdev, label, stderr);
     }
     fflush(stderr);
+    /* Each vCPU prints its own registers when it next leaves KVM_RUN. */
+    for (unsigned int i = 0; m->vcpus && i < m->nr_vcpus; i++)
+        vcpu_request_report(&m->vcpus[i]);
 }
 
 static void on_signal(struct event_source *src, uint32_t events)

@@ -2,6 +2,7 @@
 #include "vcpu.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -321,6 +322,39 @@ static char *handle_exit(struct vcpu *vcpu)
     }
 }
 
+static const char *exit_reason_name(uint32_t reason)
+{
+    switch (reason) {
+    case KVM_EXIT_IO:
+        return "io";
+    case KVM_EXIT_MMIO:
+        return "mmio";
+    case KVM_EXIT_HLT:
+        return "hlt";
+    case KVM_EXIT_SHUTDOWN:
+        return "shutdown";
+    case KVM_EXIT_INTR:
+        return "intr";
+    case KVM_EXIT_SYSTEM_EVENT:
+        return "system event";
+    case KVM_EXIT_INTERNAL_ERROR:
+        return "internal error";
+    default:
+        return "other";
+    }
+}
+
+/* On request (SIGUSR2): where this vCPU is, as one write so vCPUs do not interleave. */
+static void print_report(struct vcpu *vcpu)
+{
+    char *state = vcpu_state_report(vcpu);
+
+    fprintf(stderr, "vireo-vmm: vCPU %u (SIGUSR2): %" PRIu64 " exits, the last %s (%u)\n%s",
+            vcpu->index, vcpu->exits, exit_reason_name(vcpu->last_exit), vcpu->last_exit,
+            state ? state : "  (registers unavailable)\n");
+    free(state);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *vcpu = arg;
@@ -332,13 +366,19 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
     while (!*vcpu->stopping) {
-        if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+        int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+
+        if (atomic_exchange(&vcpu->report_requested, false))
+            print_report(vcpu);
+        if (ret < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 vcpu->run->immediate_exit = 0;
                 continue;
             }
             report = fatal_report(vcpu, "KVM_RUN failed: %s", strerror(errno));
         } else {
+            vcpu->exits++;
+            vcpu->last_exit = vcpu->run->exit_reason;
             report = handle_exit(vcpu);
         }
         if (report) {
@@ -389,6 +429,12 @@ void vcpu_kick(struct vcpu *vcpu)
         vcpu->run->immediate_exit = 1;
     if (vcpu->thread_started)
         pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_request_report(struct vcpu *vcpu)
+{
+    atomic_store(&vcpu->report_requested, true);
+    vcpu_kick(vcpu);
 }
 
 void vcpu_join(struct vcpu *vcpu)

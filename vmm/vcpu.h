@@ -10,6 +10,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -42,6 +43,10 @@ struct vcpu {
     bool thread_started;
     const struct vcpu_env *env;
     volatile int *stopping; /* set by the machine; read after each KVM_RUN */
+    /* Diagnostics: vcpu_request_report() sets the flag; the vCPU thread prints and clears it. */
+    _Atomic bool report_requested;
+    uint64_t exits;     /* KVM_RUN returns with an exit to handle */
+    uint32_t last_exit; /* its reason (KVM_EXIT_*) */
 };
 
 int vcpu_create(struct vcpu *vcpu, const struct vm *vm, unsigned int index,
@@ -66,6 +71,12 @@ int vcpu_start(struct vcpu *vcpu, struct vr_error **err);
 
 /* Make the vCPU leave KVM_RUN promptly (the machine sets *stopping first). */
 void vcpu_kick(struct vcpu *vcpu);
+/*
+ * Ask the vCPU to print its registers, code bytes and exit count on stderr
+ * from its own thread (KVM takes vCPU ioctls only there), and go on
+ * running. A vCPU that never prints is stuck inside KVM_RUN.
+ */
+void vcpu_request_report(struct vcpu *vcpu);
 void vcpu_join(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);
 
