@@ -415,6 +415,31 @@ BOTH_ENGINES(indirect_request)
     teardown();
 }
 
+/* Publish a request (header, one device-writable buffer, status byte) without kicking. */
+static uint16_t publish_request(uint32_t type, uint64_t sector, uint64_t buf, uint32_t len,
+                                uint64_t status)
+{
+    struct virtq_desc *table = vdriver_desc(&drv, 0);
+    uint16_t head = drv.next_desc[0];
+    struct vdesc chain[3] = {{make_hdr(type, sector), 16, 0},
+                             {buf, len, VIRTQ_DESC_F_WRITE},
+                             {status, 1, VIRTQ_DESC_F_WRITE}};
+
+    for (unsigned int j = 0; j < 3; j++)
+        table[(head + j) % VDRIVER_QSIZE] =
+            (struct virtq_desc){chain[j].addr, chain[j].len,
+                                (uint16_t)(chain[j].flags | (j < 2 ? VIRTQ_DESC_F_NEXT : 0)),
+                                (uint16_t)((head + j + 1) % VDRIVER_QSIZE)};
+    drv.next_desc[0] = (uint16_t)((head + 3) % VDRIVER_QSIZE);
+    vdriver_publish(&drv, 0, head);
+    return head;
+}
+
+static uint16_t publish_read(uint64_t sector, uint64_t buf)
+{
+    return publish_request(VIRTIO_BLK_T_IN, sector, buf, 4096, make_status());
+}
+
 /* A batch as large as the queue: every request completes, with its own data. */
 BOTH_ENGINES(full_queue_batch)
 {
@@ -426,19 +451,8 @@ BOTH_ENGINES(full_queue_batch)
     for (unsigned int i = 0; i < N; i++) {
         bufs[i] = vdriver_alloc(&drv, 4096);
         sts[i] = make_status();
-        struct vdesc chain[3] = {{make_hdr(VIRTIO_BLK_T_IN, 8 * i), 16, 0},
-                                 {bufs[i], 4096, VIRTQ_DESC_F_WRITE},
-                                 {sts[i], 1, VIRTQ_DESC_F_WRITE}};
         /* Publish without kicking; one kick for all. */
-        struct virtq_desc *table = vdriver_desc(&drv, 0);
-        uint16_t head = drv.next_desc[0];
-        for (unsigned int j = 0; j < 3; j++)
-            table[(head + j) % VDRIVER_QSIZE] =
-                (struct virtq_desc){chain[j].addr, chain[j].len,
-                                    (uint16_t)(chain[j].flags | (j < 2 ? VIRTQ_DESC_F_NEXT : 0)),
-                                    (uint16_t)((head + j + 1) % VDRIVER_QSIZE)};
-        drv.next_desc[0] = (uint16_t)((head + 3) % VDRIVER_QSIZE);
-        vdriver_publish(&drv, 0, head);
+        publish_request(VIRTIO_BLK_T_IN, 8 * i, bufs[i], 4096, sts[i]);
     }
     vdriver_kick(&drv, 0);
     REQUIRE(vdriver_wait_used(&drv, 0, N, 5000));
@@ -929,6 +943,52 @@ BOTH_ENGINES(broken_ring_drops_in_flight)
     virtio_blk_set_worker_delay(drv.vdev, 0);
     restart_driver();
     check_still_serving();
+    teardown();
+}
+
+/*
+ * While an operation is in flight the device looks at the ring without
+ * being kicked: a request published meanwhile is served even before a slow
+ * operation ends. After a recheck period without a completion, and when
+ * nothing is in flight, it asks for kicks again.
+ */
+TEST(busy_queue_needs_no_kicks)
+{
+    uint64_t a, b, c;
+    uint16_t *avail_event;
+    struct vr_error *err = NULL;
+
+    SETUP(DISK_ENGINE_THREAD);
+    avail_event = (uint16_t *)&vdriver_used(&drv, 0)->ring[VDRIVER_QSIZE];
+    REQUIRE(drv.vdev->queues[0].event_idx);
+    virtio_blk_set_worker_delay(drv.vdev, 300);
+    a = vdriver_alloc(&drv, 4096);
+    b = vdriver_alloc(&drv, 4096);
+    c = vdriver_alloc(&drv, 4096);
+    publish_read(0, a);
+    vdriver_kick(&drv, 0);
+    REQUIRE(event_loop_run_once(&drv.loop, 1000, &err) == 0);
+    CHECK_EQ_U64(stats().in_flight, 1);
+    /* The driver would not kick: avail_event stayed behind the request it adds now. */
+    CHECK_EQ_U64(*avail_event, 0);
+    publish_read(8, b);
+    vdriver_run(&drv, 50);
+    /* Taken without a kick, long before the first read's 300 ms are up. */
+    CHECK_EQ_U64(stats().in_flight, 2);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, 0), 0);
+    /* Nothing completed for a recheck period: the next request would kick. */
+    CHECK_EQ_U64(*avail_event, 2);
+    virtio_blk_set_worker_delay(drv.vdev, 0);
+    REQUIRE(vdriver_wait_used(&drv, 0, 2, 5000));
+    CHECK_EQ_U64(hva(a, 4096)[4095], pattern(4095));
+    CHECK_EQ_U64(hva(b, 4096)[4095], pattern(8 * 512 + 4095));
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(stats().in_flight, 0);
+    CHECK_EQ_U64(*avail_event, 2);
+    publish_read(16, c);
+    vdriver_kick(&drv, 0);
+    REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
+    CHECK_EQ_U64(hva(c, 4096)[4095], pattern(16 * 512 + 4095));
     teardown();
 }
 

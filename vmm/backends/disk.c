@@ -778,11 +778,6 @@ unsigned int disk_reap(struct disk *d)
     return n;
 }
 
-bool disk_completions_ready(struct disk *d)
-{
-    return d->have_ring && io_uring_cq_ready(&d->ring) > 0;
-}
-
 void disk_drain(struct disk *d)
 {
     disk_kick(d);

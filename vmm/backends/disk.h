@@ -102,12 +102,6 @@ void disk_kick(struct disk *d);
 /* Run the callbacks of the operations that completed; returns how many. */
 unsigned int disk_reap(struct disk *d);
 /*
- * Whether completions are known to wait without a system call (io_uring
- * completes page-cache hits during the submit itself): the owner can reap
- * at once instead of waiting for the event loop to see the eventfd.
- */
-bool disk_completions_ready(struct disk *d);
-/*
  * Wait until nothing is in flight, running callbacks as operations
  * complete. Does not need the event loop.
  */

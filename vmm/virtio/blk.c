@@ -10,6 +10,15 @@
  * come back on the event loop through the back end's eventfd, and the
  * driver is interrupted once per batch of them.
  *
+ * Notifications stay suppressed for as long as operations are in flight:
+ * each completion looks at the ring again, so a driver that keeps the
+ * queue busy adds requests without kicking (every kick is a VM exit), and
+ * completions that arrive together share an interrupt. Only when nothing
+ * is in flight does the device ask for notifications again, or when a
+ * recheck period (BLK_RECHECK_US) passed in which nothing completed: an
+ * operation is slow (a flush to a slow disk), and a request the driver
+ * makes meanwhile must not wait for it (see on_recheck).
+ *
  * The request layout is not assumed (5.2.6.2: "the device MUST NOT make
  * assumptions about the message framing"): the header is the first 16
  * device-readable bytes, the status the last device-writable byte, and
@@ -25,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "../../lib/log.h"
 #include "../../lib/util.h"
@@ -33,6 +44,8 @@
 #define SECTOR      DISK_SECTOR_SIZE
 #define HDR_SIZE    16
 #define SEG_SIZE    16
+/* How long a request may wait in the ring behind operations in flight. */
+#define BLK_RECHECK_US 200
 
 struct blk_seg {
     uint64_t sector;
@@ -57,11 +70,12 @@ struct virtio_blk {
     struct virtio_device vdev;
     struct disk *disk;
     struct event_source done_src;
-    bool done_watched;
+    struct event_source recheck; /* timerfd: looks at the ring while operations are in flight */
+    bool done_watched, recheck_watched;
+    bool recheck_armed;
     bool read_only;
-    bool dropping;    /* reset: completions are forgotten, guest memory left alone */
-    bool starved;     /* requests wait in the ring for a free slot */
-    bool need_signal; /* used entries pushed since the last interrupt decision */
+    bool dropping;            /* reset: completions are forgotten, guest memory left alone */
+    unsigned int unsignalled; /* used entries pushed since the last interrupt decision */
     char *id;
     char *path;
     uint8_t serial[VIRTIO_BLK_ID_BYTES];
@@ -131,7 +145,7 @@ static void complete(struct virtio_blk *blk, struct blk_req *req, uint8_t status
         blk->stats.unsupported++;
     __atomic_store_n(req->status, status, __ATOMIC_RELAXED);
     virtq_push(vq, req->head, status == VIRTIO_BLK_S_OK ? req->used_len : 1);
-    blk->need_signal = true;
+    blk->unsignalled++;
     release(blk, req);
 }
 
@@ -140,7 +154,7 @@ static void complete_without_status(struct virtio_blk *blk, struct blk_req *req)
 {
     blk->stats.errors++;
     virtq_push(&blk->vdev.queues[0], req->head, 0);
-    blk->need_signal = true;
+    blk->unsignalled++;
     release(blk, req);
 }
 
@@ -424,7 +438,11 @@ static void handle_request(struct virtio_blk *blk, struct blk_req *req,
     }
 }
 
-/* Take what the ring holds until it is empty or every request slot is busy. 0 or -EINVAL. */
+/*
+ * Take what the ring holds until it is empty or every request slot is
+ * busy. Notifications stay off while operations are in flight (see the top
+ * of the file). 0 or -EINVAL.
+ */
 static int take_requests(struct virtio_blk *blk, struct virtq *vq)
 {
     int ret = 0;
@@ -443,42 +461,58 @@ static int take_requests(struct virtio_blk *blk, struct virtq *vq)
         }
         if (ret < 0)
             return ret;
-        if (blk->free_list == NULL) {
-            /* Notifications stay off: completions restart the drain when slots free up. */
-            blk->starved = virtq_has_avail(vq);
-            if (blk->starved)
-                return 0;
-        }
+        /* Every slot busy means operations in flight too: their completions come back here. */
+        if (disk_in_flight(blk->disk) > 0)
+            return 0;
         if (!virtq_enable_notify(vq))
             return 0;
     }
 }
 
-/* Take everything the ring holds (lock held, device active). */
+/* Start the recheck period afresh (`on`), or stop it. */
+static void recheck_set(struct virtio_blk *blk, bool on)
+{
+    struct itimerspec its = {0};
+
+    if (!on && !blk->recheck_armed)
+        return;
+    if (on)
+        its.it_value.tv_nsec = BLK_RECHECK_US * 1000; /* one shot */
+    if (timerfd_settime(blk->recheck.fd, 0, &its, NULL) < 0) {
+        log_ratelimited(LOG_ERROR, "virtio-blk '%s': timerfd_settime: %s", blk->path,
+                        strerror(errno));
+        return;
+    }
+    blk->recheck_armed = on;
+}
+
+static void signal_now(struct virtio_blk *blk, struct virtq *vq)
+{
+    if (blk->unsignalled) {
+        blk->unsignalled = 0;
+        virtio_queue_done(&blk->vdev, vq);
+    }
+}
+
+/* Take everything the ring holds, submit it, interrupt for what completed (lock held). */
 static void process_queue(struct virtio_blk *blk, struct virtq *vq)
 {
-    int ret;
+    int ret = take_requests(blk, vq);
 
-    do {
-        blk->starved = false;
-        ret = take_requests(blk, vq);
-        /* One submission per batch; what completed meanwhile is answered in this batch. */
-        disk_kick(blk->disk);
-        if (ret == 0 && disk_completions_ready(blk->disk))
-            disk_reap(blk->disk);
-        /*
-         * A starved ring waits for completions to free slots; those reaped
-         * just above bring no further event, so take the waiting requests now.
-         */
-    } while (ret == 0 && blk->starved && blk->free_list);
+    disk_kick(blk->disk); /* one submission per batch */
     if (ret < 0) {
+        recheck_set(blk, false);
         virtio_device_broken(&blk->vdev, vq->error);
         return;
     }
-    if (blk->need_signal) {
-        blk->need_signal = false;
-        virtio_queue_done(&blk->vdev, vq);
-    }
+    recheck_set(blk, vq->notify_suppressed);
+    signal_now(blk, vq);
+}
+
+/* Whether the ring is the device's to look at without a notification. */
+static bool polling_ring(const struct virtio_blk *blk, const struct virtq *vq)
+{
+    return blk->vdev.active && vq->enabled && !vq->broken && vq->notify_suppressed;
 }
 
 static void blk_queue_notify(struct virtio_device *vdev, struct virtq *vq)
@@ -495,12 +529,32 @@ static void on_disk_event(struct event_source *src, uint32_t events)
     (void)events;
     virtio_lock(&blk->vdev);
     disk_reap(blk->disk);
-    if (blk->need_signal) {
-        blk->need_signal = false;
-        virtio_queue_done(&blk->vdev, vq);
-    }
-    if (blk->starved && blk->free_list && blk->vdev.active && vq->enabled && !vq->broken)
-        process_queue(blk, vq); /* it clears `starved` */
+    if (polling_ring(blk, vq))
+        process_queue(blk, vq);
+    else
+        signal_now(blk, vq);
+    virtio_unlock(&blk->vdev);
+}
+
+/*
+ * The recheck timer: BLK_RECHECK_US passed with operations in flight and
+ * neither a completion nor a kick (event loop). An operation is slow (a
+ * flush to a slow disk); the driver is asked to kick again, so that a
+ * request it makes meanwhile is not held up until that operation ends.
+ */
+static void on_recheck(struct event_source *src, uint32_t events)
+{
+    struct virtio_blk *blk = container_of(src, struct virtio_blk, recheck);
+    struct virtq *vq = &blk->vdev.queues[0];
+    uint64_t ticks;
+
+    (void)events;
+    if (read(src->fd, &ticks, sizeof(ticks)) < 0)
+        return;
+    virtio_lock(&blk->vdev);
+    blk->recheck_armed = false;
+    if (polling_ring(blk, vq) && virtq_enable_notify(vq))
+        process_queue(blk, vq); /* a request came in just before */
     virtio_unlock(&blk->vdev);
 }
 
@@ -536,8 +590,8 @@ static void drop_in_flight(struct virtio_blk *blk)
     disk_cancel_queued(blk->disk);
     disk_drain(blk->disk);
     blk->dropping = false;
-    blk->need_signal = false;
-    blk->starved = false;
+    blk->unsignalled = 0;
+    recheck_set(blk, false);
     reset_slots(blk);
 }
 
@@ -557,6 +611,10 @@ static void blk_destroy(struct virtio_device *vdev)
     }
     if (blk->done_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
         event_loop_remove(vdev->loop, &blk->done_src);
+    if (blk->recheck_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &blk->recheck);
+    if (blk->recheck.fd >= 0)
+        close(blk->recheck.fd);
     disk_close(blk->disk);
     virtio_device_cleanup(vdev);
     free(blk->reqs);
@@ -615,6 +673,7 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
     if (blk == NULL)
         return vr_error_set(err, ENOMEM, "virtio-blk '%s'", path);
     blk->done_src.fd = -1;
+    blk->recheck.fd = -1;
     for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
         blk->vdev.queues[i].kick.fd = -1;
     blk->read_only = opts->read_only;
@@ -659,6 +718,18 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
         return ret;
     }
     blk->done_watched = true;
+    blk->recheck.handler = on_recheck;
+    blk->recheck.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (blk->recheck.fd < 0)
+        ret = vr_error_set(err, errno, "timerfd_create");
+    else
+        ret = event_loop_add(loop, &blk->recheck, EPOLLIN, err);
+    if (ret < 0) {
+        vr_error_wrap(err, "virtio-blk '%s'", path);
+        blk_destroy(&blk->vdev);
+        return ret;
+    }
+    blk->recheck_watched = true;
     *out = &blk->vdev;
     return 0;
 
@@ -694,10 +765,8 @@ int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_
     blk->path = copy;
     blk->capacity = disk_info(blk->disk)->size / SECTOR;
     build_config(blk);
-    if (blk->need_signal && vdev->active) {
-        blk->need_signal = false;
-        virtio_queue_done(vdev, &vdev->queues[0]);
-    }
+    if (vdev->active)
+        signal_now(blk, &vdev->queues[0]);
     virtio_config_changed(vdev);
     virtio_unlock(vdev);
     return 0;
