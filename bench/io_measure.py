@@ -35,6 +35,8 @@ SEQ_S = int(os.environ.get("VIREO_BENCH_IO_SEQ_S", "15"))
 NET_S = int(os.environ.get("VIREO_BENCH_IO_NET_S", "15"))
 DATA_MIB = int(os.environ.get("VIREO_BENCH_IO_DATA_MIB", "1024"))
 WORKDIR = os.environ.get("VIREO_BENCH_IO_DIR", "/tmp")  # tmpfs in the sandbox
+# Which VMMs a round boots, for looking into one of them (bench/io needs both).
+VMMS = os.environ.get("VIREO_BENCH_IO_VMMS", "vireo-vmm,qemu").split(",")
 VCPUS, MEMORY_MIB = 2, 1024
 NETNS, TAP = "vireo-bench-io", "vbio0"
 HOST_IP, GUEST_IP = "10.77.0.1", "10.77.0.2"
@@ -230,6 +232,11 @@ def main():
     make_data_disk(data)
     cmds = commands(*(os.path.join(guest_dir, f)
                       for f in ("vmlinuz", "initramfs.cpio.gz", "rootfs.ext4")), data)
+    unknown = set(VMMS) - set(cmds)
+    if unknown:
+        sys.exit("io: VIREO_BENCH_IO_VMMS: unknown VMM %s (known: %s)"
+                 % (", ".join(sorted(unknown)), ", ".join(cmds)))
+    cmds = {vmm: argv for vmm, argv in cmds.items() if vmm in VMMS}
     env = env_name()
     versions = {}
     # Alternate the order between runs, so that neither VMM always goes first.
