@@ -200,9 +200,9 @@ static inline void vdriver_publish(struct vdriver *d, unsigned int q, uint16_t h
     __atomic_store_n(&avail->idx, d->avail_idx[q], __ATOMIC_RELAXED);
 }
 
-/* Write a chain into the descriptor table, make it available and kick. Returns the head. */
-static inline uint16_t vdriver_add(struct vdriver *d, unsigned int q, const struct vdesc *bufs,
-                                   unsigned int n)
+/* Write a chain into the descriptor table and make it available, without a kick. */
+static inline uint16_t vdriver_add_quiet(struct vdriver *d, unsigned int q,
+                                         const struct vdesc *bufs, unsigned int n)
 {
     struct virtq_desc *table = vdriver_desc(d, q);
     uint16_t size = d->vdev->queues[q].size;
@@ -220,6 +220,15 @@ static inline uint16_t vdriver_add(struct vdriver *d, unsigned int q, const stru
     }
     d->next_desc[q] = (uint16_t)((head + n) % size);
     vdriver_publish(d, q, head);
+    return head;
+}
+
+/* The same, and kick. Returns the head. */
+static inline uint16_t vdriver_add(struct vdriver *d, unsigned int q, const struct vdesc *bufs,
+                                   unsigned int n)
+{
+    uint16_t head = vdriver_add_quiet(d, q, bufs, n);
+
     vdriver_kick(d, q);
     return head;
 }

@@ -111,6 +111,7 @@ struct virtio_net {
 
     /* Transmit: a request the back end had no room for waits here. */
     bool tx_pending;
+    bool tx_deferred; /* a kick was answered with one more event-loop turn (net_queue_notify) */
     struct virtq_elem tx_elem;
     struct iovec tx_iov[TX_IOV_MAX];
 
@@ -315,8 +316,10 @@ static void tx_process(struct virtio_net *n)
             virtq_disable_notify(vq);
         }
     }
-    if (budget == 0)
+    if (budget == 0) {
+        n->tx_deferred = true; /* the next turn goes on at once */
         kick_later(vq);
+    }
     if (vq->used_idx != used_before)
         virtio_queue_done(&n->vdev, vq);
 }
@@ -555,10 +558,24 @@ static void net_queue_notify(struct virtio_device *vdev, struct virtq *vq)
 {
     struct virtio_net *n = to_net(vdev);
 
-    if (vq->index == TX_QUEUE)
+    if (vq->index == TX_QUEUE) {
+        /*
+         * A kick after the ring went quiet is answered one event-loop turn
+         * later, with notifications off meanwhile: the guest goes on
+         * queueing frames without kicking, and they leave in one batch (as
+         * QEMU's tx=bh does).
+         */
+        if (!n->tx_deferred && !n->tx_pending) {
+            n->tx_deferred = true;
+            virtq_disable_notify(vq);
+            kick_later(vq);
+            return;
+        }
+        n->tx_deferred = false;
         tx_process(n);
-    else if (rx_has_work(n))
+    } else if (rx_has_work(n)) {
         rx_process(n);
+    }
 }
 
 static void net_read_config(struct virtio_device *vdev, uint32_t offset, uint8_t *data,
@@ -619,6 +636,7 @@ static void net_reset(struct virtio_device *vdev)
 
     /* All I/O is synchronous: forgetting the guest's chains is enough. */
     n->tx_pending = false;
+    n->tx_deferred = false;
     watch_writable(n, false);
     n->rx_nr_held = n->rx_nr_iov = 0;
     n->rx_capacity = 0;
