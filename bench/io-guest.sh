@@ -18,15 +18,23 @@ say() {
     echo "vireo-io: $*"
 }
 
+# net_counts: eth0's frames received and sent, one per line.
+net_counts() {
+    cat /sys/class/net/eth0/statistics/rx_packets /sys/class/net/eth0/statistics/tx_packets \
+        2>/dev/null
+}
+
 # step NAME COMMAND...: run one test, its output (JSON) and its interrupt
-# counts before and after kept in $out.
+# and frame counts before and after kept in $out.
 step() {
     name=$1
     shift
     say begin "$name"
     cat /proc/interrupts >"$out/$name.irq0"
+    net_counts >"$out/$name.net0"
     "$@" >"$out/$name.json" 2>"$out/$name.err"
     echo $? >"$out/$name.rc"
+    net_counts >"$out/$name.net1"
     cat /proc/interrupts >"$out/$name.irq1"
     say end "$name"
 }
@@ -99,11 +107,21 @@ def fio_result(name, direction):
             "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev)}
 
 
+def frames(name):
+    """eth0's frames received and sent during the test (what the interrupts carried)."""
+    try:
+        before = [int(x) for x in open("%s/%s.net0" % (out, name)).read().split()]
+        after = [int(x) for x in open("%s/%s.net1" % (out, name)).read().split()]
+        return {"rx": after[0] - before[0], "tx": after[1] - before[1]}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def iperf3_result(name):
     end = json.load(open("%s/%s.json" % (out, name)))["end"]
     return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
             "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
-            "irqs": irq_delta(name, net_dev)}
+            "irqs": irq_delta(name, net_dev), "frames": frames(name)}
 
 
 def features(device):
