@@ -152,8 +152,7 @@ static void on_stop_event(struct event_source *src, uint32_t events)
         log_debug("stop eventfd: %s", strerror(errno));
 }
 
-/* SIGUSR2: every virtio device's, queue's and vCPU's state on stderr, for a guest that seems stuck.
- */
+/* SIGUSR2: the virtio devices', queues' and vCPUs' state on stderr, for a stuck guest. */
 static void report_devices(struct machine *m)
 {
     char label[48];

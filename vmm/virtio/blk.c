@@ -74,8 +74,8 @@ struct virtio_blk {
     bool done_watched, recheck_watched;
     bool recheck_armed;
     bool read_only;
-    bool dropping;            /* reset: completions are forgotten, guest memory left alone */
-    unsigned int unsignalled; /* used entries pushed since the last interrupt decision */
+    bool dropping;    /* reset: completions are forgotten, guest memory left alone */
+    bool need_signal; /* used entries pushed since the last interrupt decision */
     char *id;
     char *path;
     uint8_t serial[VIRTIO_BLK_ID_BYTES];
@@ -145,7 +145,7 @@ static void complete(struct virtio_blk *blk, struct blk_req *req, uint8_t status
         blk->stats.unsupported++;
     __atomic_store_n(req->status, status, __ATOMIC_RELAXED);
     virtq_push(vq, req->head, status == VIRTIO_BLK_S_OK ? req->used_len : 1);
-    blk->unsignalled++;
+    blk->need_signal = true;
     release(blk, req);
 }
 
@@ -154,7 +154,7 @@ static void complete_without_status(struct virtio_blk *blk, struct blk_req *req)
 {
     blk->stats.errors++;
     virtq_push(&blk->vdev.queues[0], req->head, 0);
-    blk->unsignalled++;
+    blk->need_signal = true;
     release(blk, req);
 }
 
@@ -488,8 +488,8 @@ static void recheck_set(struct virtio_blk *blk, bool on)
 
 static void signal_now(struct virtio_blk *blk, struct virtq *vq)
 {
-    if (blk->unsignalled) {
-        blk->unsignalled = 0;
+    if (blk->need_signal) {
+        blk->need_signal = false;
         virtio_queue_done(&blk->vdev, vq);
     }
 }
@@ -590,7 +590,7 @@ static void drop_in_flight(struct virtio_blk *blk)
     disk_cancel_queued(blk->disk);
     disk_drain(blk->disk);
     blk->dropping = false;
-    blk->unsignalled = 0;
+    blk->need_signal = false;
     recheck_set(blk, false);
     reset_slots(blk);
 }
@@ -712,11 +712,8 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
     blk->done_src.fd = disk_event_fd(blk->disk);
     blk->done_src.handler = on_disk_event;
     ret = event_loop_add(loop, &blk->done_src, EPOLLIN, err);
-    if (ret < 0) {
-        vr_error_wrap(err, "virtio-blk '%s'", path);
-        blk_destroy(&blk->vdev);
-        return ret;
-    }
+    if (ret < 0)
+        goto fail;
     blk->done_watched = true;
     blk->recheck.handler = on_recheck;
     blk->recheck.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -724,14 +721,16 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
         ret = vr_error_set(err, errno, "timerfd_create");
     else
         ret = event_loop_add(loop, &blk->recheck, EPOLLIN, err);
-    if (ret < 0) {
-        vr_error_wrap(err, "virtio-blk '%s'", path);
-        blk_destroy(&blk->vdev);
-        return ret;
-    }
+    if (ret < 0)
+        goto fail;
     blk->recheck_watched = true;
     *out = &blk->vdev;
     return 0;
+
+fail:
+    vr_error_wrap(err, "virtio-blk '%s'", path);
+    blk_destroy(&blk->vdev);
+    return ret;
 
 fail_early:
     /* virtio_device_init has not run: no lock, no queues to clean up. */
