@@ -13,6 +13,7 @@
 #include "../lib/err.h"
 #include "backends/disk.h"
 #include "console.h"
+#include "ratelimit.h"
 
 /* How virtio devices reach the guest. */
 enum virtio_transport_kind {
@@ -36,6 +37,7 @@ struct machine_disk {
     const char *id;
     const char *serial;  /* what the guest reads as the disk's serial; defaults to id */
     enum disk_engine io; /* AUTO: io_uring where the host allows it, else worker threads */
+    struct rate_limiter_config rate_limiter; /* all zero: unlimited */
 };
 
 /* --net tap=NAME[,mac=MAC][,id=ID] */
@@ -44,6 +46,9 @@ struct machine_net {
     uint8_t mac[6];
     bool has_mac;
     const char *id;
+    struct rate_limiter_config rx_rate_limiter; /* frames to the guest; all zero: unlimited */
+    struct rate_limiter_config tx_rate_limiter; /* frames from the guest */
+    bool mmds; /* the guest reaches the metadata service (MMDS) through this interface */
 };
 
 /* --vsock cid=N,uds=PATH */
@@ -65,7 +70,9 @@ struct machine_config {
     const char *cmdline;
     unsigned int cpus;
     uint64_t memory; /* bytes */
-    bool thp;
+    bool thp;               /* back guest RAM with transparent huge pages */
+    bool hugetlb;           /* back guest RAM with 2 MiB hugetlbfs pages (Firecracker "2M") */
+    bool track_dirty_pages; /* KVM dirty logging on guest RAM, for incremental snapshots */
     bool force;             /* run even where KVM cannot run stock guests */
     const char *kvm_device; /* normally /dev/kvm */
     struct console_config console;
