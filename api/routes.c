@@ -12,6 +12,8 @@
 
 #include "../lib/cleanup.h"
 #include "../lib/util.h"
+#include "../vmm/instance.h"
+#include "../vmm/machine.h"
 #include "../vmm/virtio/balloon.h"
 #include "json.h"
 
@@ -34,13 +36,114 @@ static void fault(struct http_response *resp, struct vr_error *err)
     http_response_fault(resp, 400, "%s", err ? err->msg : "invalid request");
 }
 
+static void fault_pre_boot(struct http_response *resp)
+{
+    http_response_fault(resp, 400,
+                        "The requested operation is not supported before starting "
+                        "the microVM.");
+}
+
 /* GET / */
 static void get_instance(const struct api_context *ctx, struct http_response *resp)
 {
-    json_t *info = json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id, "state", "Running",
-                             "vmm_version", VIREO_VERSION, "app_name", "vireo-vmm");
+    json_t *info = json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id, "state",
+                             instance_state_name(ctx->instance), "vmm_version", VIREO_VERSION,
+                             "app_name", "vireo-vmm");
 
     api_json_respond(resp, 200, info);
+}
+
+/*
+ * Parse the request's body and read it into dest through fields. *body
+ * stays parsed, since strings in dest point into it: json_decref() it.
+ */
+static int parse_body(const struct http_request *req, const struct api_json_field *fields,
+                      size_t nr, void *dest, json_t **body, struct vr_error **err)
+{
+    int ret = api_json_parse_object(req, body, err);
+
+    return ret < 0 ? ret : api_json_read(*body, fields, nr, NULL, dest, err);
+}
+
+/* --- /actions -------------------------------------------------------------------------------- */
+
+struct action {
+    const char *action_type;
+};
+
+static const struct api_json_field action_fields[] = {
+    API_JSON_STRING("action_type", struct action, action_type, API_JSON_REQUIRED, 32),
+};
+
+/* PUT /actions {"action_type": ...}: the actions the instance can take. */
+static void put_action(const struct api_context *ctx, const struct http_request *req,
+                       struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    struct action action = {0};
+    json_t *body = NULL;
+    int ret;
+
+    ret = parse_body(req, action_fields, ARRAY_SIZE(action_fields), &action, &body, &err);
+    if (ret == 0 && strcmp(action.action_type, "SendCtrlAltDel") == 0) {
+        if (ctx->machine == NULL) {
+            json_decref(body);
+            fault_pre_boot(resp);
+            return;
+        }
+        ret = machine_send_ctrl_alt_del(ctx->machine, &err);
+    } else if (ret == 0 && strcmp(action.action_type, "InstanceStart") == 0 && ctx->machine) {
+        ret = vr_error_new(&err, EINVAL,
+                           "The requested operation is not supported after "
+                           "starting the microVM.");
+    } else if (ret == 0) {
+        ret = vr_error_new(&err, EINVAL, "action_type: unknown action \"%s\"", action.action_type);
+    }
+    json_decref(body);
+    if (ret < 0) {
+        fault(resp, err);
+        return;
+    }
+    http_response_set_status(resp, 204);
+}
+
+/* --- /vm ------------------------------------------------------------------------------------- */
+
+struct vm_state_update {
+    const char *state;
+};
+
+static const struct api_json_field vm_state_fields[] = {
+    API_JSON_STRING("state", struct vm_state_update, state, API_JSON_REQUIRED, 16),
+};
+
+/* PATCH /vm {"state": "Paused" | "Resumed"} */
+static void patch_vm(const struct api_context *ctx, const struct http_request *req,
+                     struct http_response *resp)
+{
+    cleanup_error struct vr_error *err = NULL;
+    struct vm_state_update update = {0};
+    json_t *body = NULL;
+    int ret;
+
+    if (ctx->machine == NULL) {
+        fault_pre_boot(resp);
+        return;
+    }
+    ret = parse_body(req, vm_state_fields, ARRAY_SIZE(vm_state_fields), &update, &body, &err);
+    if (ret == 0 && strcmp(update.state, "Paused") == 0)
+        ret = machine_pause(ctx->machine, &err);
+    else if (ret == 0 && strcmp(update.state, "Resumed") == 0)
+        ret = machine_resume(ctx->machine, &err);
+    else if (ret == 0)
+        ret = vr_error_new(&err, EINVAL, "state: must be \"Paused\" or \"Resumed\", not \"%s\"",
+                           update.state);
+    json_decref(body);
+    if (ret < 0) {
+        fault(resp, err);
+        return;
+    }
+    http_response_set_status(resp, 204);
 }
 
 /* --- /balloon -------------------------------------------------------------------------------- */
@@ -69,11 +172,8 @@ static bool read_body(const struct http_request *req, const struct api_json_fiel
 {
     cleanup_error struct vr_error *err = NULL;
     json_t *body = NULL;
-    int ret;
+    int ret = parse_body(req, fields, nr, dest, &body, &err);
 
-    ret = api_json_parse_object(req, &body, &err);
-    if (ret == 0)
-        ret = api_json_read(body, fields, nr, NULL, dest, &err);
     json_decref(body);
     if (ret < 0)
         fault(resp, err);
@@ -183,6 +283,10 @@ void api_route(void *opaque, const struct http_request *req, struct http_respons
         get_instance(ctx, resp);
     else if (path_is(req, "/balloon") || path_is(req, "/balloon/statistics"))
         balloon_route(ctx, req, resp);
+    else if (route_is(req, HTTP_METHOD_PATCH, "/vm"))
+        patch_vm(ctx, req, resp);
+    else if (route_is(req, HTTP_METHOD_PUT, "/actions"))
+        put_action(ctx, req, resp);
     else
         http_response_invalid_route(resp, req);
 }

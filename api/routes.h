@@ -9,9 +9,14 @@
 #include "../vmm/virtio/virtio.h"
 #include "http.h"
 
-/* What the routes may see and change of the running machine. */
+struct machine;
+struct instance;
+
+/* What the routes may see and change: the instance, and its machine once started. */
 struct api_context {
+    struct instance *instance;
     const char *instance_id;
+    struct machine *machine;       /* NULL before the VM starts */
     struct virtio_device *balloon; /* NULL without --balloon */
     bool balloon_deflate_on_oom;
     uint32_t balloon_stats_interval;

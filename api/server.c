@@ -494,7 +494,7 @@ static void conn_open(struct api_server *s, int fd)
     }
     c->parser = malloc(sizeof(*c->parser));
     c->in = malloc(IN_BUF_BYTES);
-    c->src = (struct event_source){.fd = fd, .handler = on_conn_event};
+    c->src = (struct event_source){.fd = fd, .handler = on_conn_event, .control = true};
     c->events = EPOLLIN;
     s->nr_conns++;
     if (c->parser == NULL || c->in == NULL) {
@@ -685,8 +685,8 @@ int api_server_create(struct event_loop *loop, const char *path, const struct ap
     s->loop = loop;
     s->handler = *handler;
     s->timeout_ns = API_REQUEST_TIMEOUT_MS * NS_PER_MS;
-    s->listener = (struct event_source){.fd = -1, .handler = on_listener};
-    s->timer = (struct event_source){.fd = -1, .handler = on_timer};
+    s->listener = (struct event_source){.fd = -1, .handler = on_listener, .control = true};
+    s->timer = (struct event_source){.fd = -1, .handler = on_timer, .control = true};
     for (size_t i = 0; i < API_MAX_CONNECTIONS; i++)
         s->conns[i] = (struct api_conn){.server = s, .src = {.fd = -1}};
     ret = start(s, err);

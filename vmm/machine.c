@@ -12,12 +12,10 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
-#include <sys/signalfd.h>
 #include <sys/sysinfo.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "../api/routes.h"
-#include "../api/server.h"
 #include "../lib/cleanup.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
@@ -89,12 +87,11 @@ struct machine {
     unsigned int nr_virtio;
     char *cmdline; /* the user's, plus virtio_mmio.device= announcements */
 
-    struct api_server *api;
-    struct api_context api_ctx;
-
-    struct event_loop loop;
+    struct event_loop *loop;        /* the instance's; devices and the stop event run on it */
     struct event_source stop_event; /* eventfd, written by whoever stops the machine */
-    struct event_source signals;    /* signalfd for SIGINT, SIGTERM, SIGHUP, SIGUSR2 */
+
+    struct vcpu_gate gate; /* where vCPUs wait while the VM is paused */
+    bool paused;
 
     pthread_mutex_t stop_lock;
     volatile int stopping; /* read by vCPU threads after each KVM_RUN */
@@ -152,8 +149,8 @@ static void on_stop_event(struct event_source *src, uint32_t events)
         log_debug("stop eventfd: %s", strerror(errno));
 }
 
-/* SIGUSR2: the virtio devices', queues' and vCPUs' state on stderr, for a stuck guest. */
-static void report_devices(struct machine *m)
+/* The virtio devices', queues' and vCPUs' state on stderr, for a stuck guest (SIGUSR2). */
+void machine_report(struct machine *m)
 {
     char label[48];
 
@@ -173,18 +170,14 @@ static void report_devices(struct machine *m)
         vcpu_request_report(&m->vcpus[i]);
 }
 
-static void on_signal(struct event_source *src, uint32_t events)
+void machine_request_stop(struct machine *m, int signo)
 {
-    struct machine *m = container_of(src, struct machine, signals);
-    struct signalfd_siginfo info;
+    request_stop(m, MACHINE_SIGNAL, signo, NULL);
+}
 
-    (void)events;
-    if (read(src->fd, &info, sizeof(info)) != (ssize_t)sizeof(info))
-        return;
-    if (info.ssi_signo == SIGUSR2)
-        report_devices(m);
-    else
-        request_stop(m, MACHINE_SIGNAL, (int)info.ssi_signo, NULL);
+bool machine_stopping(const struct machine *m)
+{
+    return m->stopping != 0;
 }
 
 /* --- devices ------------------------------------------------------------------------------- */
@@ -304,6 +297,19 @@ static void describe_devices(const struct machine *m, struct aml *a)
     aml_close(a, crs);
     aml_close(a, dev);
 
+    /* The keyboard controller, so a stock kernel finds it (for Ctrl+Alt+Del). */
+    dev = aml_open_device(a, "KBD");
+    aml_name(a, "_HID");
+    aml_eisa_id(a, "PNP0303");
+    aml_name(a, "_CRS");
+    crs = aml_open_buffer(a);
+    aml_res_io(a, I8042_PORT_BASE, 1);
+    aml_res_io(a, I8042_PORT_BASE + 4, 1);
+    aml_res_irq(a, KBD_IRQ);
+    aml_res_end(a);
+    aml_close(a, crs);
+    aml_close(a, dev);
+
     describe_pci_root(a);
     for (unsigned int i = 0; i < m->nr_virtio; i++)
         if (m->transport == VIRTIO_TRANSPORT_MMIO)
@@ -364,7 +370,7 @@ static int create_balloon(struct machine *m, const struct machine_config *cfg,
         .deflate_on_oom = cfg->balloon_cfg.deflate_on_oom,
         .stats_interval_s = cfg->balloon_cfg.stats_interval,
     };
-    int ret = virtio_balloon_create(&m->mem, &m->loop, &bc, out, err);
+    int ret = virtio_balloon_create(&m->mem, m->loop, &bc, out, err);
 
     if (ret == 0)
         m->balloon = *out;
@@ -376,7 +382,7 @@ static int create_virtio_console(struct machine *m, struct virtio_device **out,
 {
     struct virtio_console_backend be = {
         .write = virtio_console_out, .rx_ready = virtio_console_rx_ready, .ctx = m};
-    int ret = virtio_console_create(&m->mem, &m->loop, &be, out, err);
+    int ret = virtio_console_create(&m->mem, m->loop, &be, out, err);
 
     if (ret == 0)
         m->virtio_console = *out;
@@ -399,7 +405,7 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
                                           .serial = d->serial,
                                           .engine = d->io};
 
-        ret = virtio_blk_create(&m->mem, &m->loop, &opts, &vdev, err);
+        ret = virtio_blk_create(&m->mem, m->loop, &opts, &vdev, err);
         if (ret == 0)
             ret = place_virtio(m, vdev, err);
         else
@@ -410,7 +416,7 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
         struct virtio_net_params params = {.tap_name = n->tap, .has_mac = n->has_mac, .id = n->id};
 
         memcpy(params.mac, n->mac, sizeof(params.mac));
-        ret = virtio_net_create(&m->mem, &m->loop, &params, &vdev, err);
+        ret = virtio_net_create(&m->mem, m->loop, &params, &vdev, err);
         if (ret == 0)
             ret = place_virtio(m, vdev, err);
         else
@@ -420,7 +426,7 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
         struct virtio_vsock_config vc = {.guest_cid = cfg->vsock_cfg.cid,
                                          .uds_path = cfg->vsock_cfg.uds};
 
-        ret = virtio_vsock_create(&m->mem, &m->loop, &vc, &vdev, err);
+        ret = virtio_vsock_create(&m->mem, m->loop, &vc, &vdev, err);
         if (ret == 0)
             ret = place_virtio(m, vdev, err);
         else
@@ -428,7 +434,7 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
     }
     if (ret == 0 && cfg->balloon && (ret = create_balloon(m, cfg, &vdev, err)) == 0)
         ret = place_virtio(m, vdev, err);
-    if (ret == 0 && cfg->rng && (ret = virtio_rng_create(&m->mem, &m->loop, &vdev, err)) == 0)
+    if (ret == 0 && cfg->rng && (ret = virtio_rng_create(&m->mem, m->loop, &vdev, err)) == 0)
         ret = place_virtio(m, vdev, err);
     if (ret == 0 && cfg->virtio_console && (ret = create_virtio_console(m, &vdev, err)) == 0)
         ret = place_virtio(m, vdev, err);
@@ -645,59 +651,14 @@ static int check_backend(const struct vm *vm, bool force, struct vr_error **err)
 
 /* --- construction -------------------------------------------------------------------------- */
 
-/* Firecracker's REST API on a Unix socket, served by the event loop. */
-static int start_api(struct machine *m, const struct machine_config *cfg, struct vr_error **err)
+static int setup_stop_event(struct machine *m, struct vr_error **err)
 {
-    struct api_handler handler = {.handle = api_route, .ctx = &m->api_ctx};
-
-    m->api_ctx = (struct api_context){
-        .instance_id = "anonymous-instance",
-        .balloon = m->balloon,
-        .balloon_deflate_on_oom = cfg->balloon_cfg.deflate_on_oom,
-        .balloon_stats_interval = cfg->balloon_cfg.stats_interval,
-    };
-    if (cfg->api_sock == NULL)
-        return 0;
-    if (api_server_create(&m->loop, cfg->api_sock, &handler, &m->api, err) < 0)
-        return vr_error_wrap(err, "--api-sock");
-    return 0;
-}
-
-static int setup_event_sources(struct machine *m, struct vr_error **err)
-{
-    sigset_t mask;
-    int ret;
-
     m->stop_event.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->stop_event.fd < 0)
         return vr_error_set(err, errno, "eventfd");
     m->stop_event.handler = on_stop_event;
-    ret = event_loop_add(&m->loop, &m->stop_event, EPOLLIN, err);
-    if (ret < 0)
-        return ret;
-
-    /*
-     * An inherited "ignore" would discard SIGINT/SIGTERM before signalfd saw
-     * them (shells ignore SIGINT in background jobs); take them back. SIGHUP
-     * keeps an inherited ignore, so `nohup vireo-vmm` works.
-     */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    /* Blocked here, before any thread starts, so every thread inherits the mask. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGUSR2);
-    sigaddset(&mask, VCPU_KICK_SIGNAL);
-    if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
-        return vr_error_set(err, errno, "block signals");
-    sigdelset(&mask, VCPU_KICK_SIGNAL);
-    m->signals.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (m->signals.fd < 0)
-        return vr_error_set(err, errno, "signalfd");
-    m->signals.handler = on_signal;
-    return event_loop_add(&m->loop, &m->signals, EPOLLIN, err);
+    m->stop_event.control = true;
+    return event_loop_add(m->loop, &m->stop_event, EPOLLIN, err);
 }
 
 static int create_vcpus(struct machine *m, struct vr_error **err)
@@ -729,6 +690,7 @@ static int create_vcpus(struct machine *m, struct vr_error **err)
         .fatal = on_vcpu_fatal,
         .system_event = on_vcpu_system_event,
         .ctx = m,
+        .gate = &m->gate,
     };
     for (unsigned int i = 0; i < m->nr_vcpus; i++) {
         ret = vcpu_create(&m->vcpus[i], &m->vm, i, &m->vcpu_env, &m->stopping, err);
@@ -799,8 +761,6 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     if (ret == 0)
         ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
     if (ret == 0)
-        ret = event_loop_init(&m->loop, err);
-    if (ret == 0)
         ret = create_virtio_devices(m, cfg, err);
     if (ret == 0)
         ret = announce_on_cmdline(m, cfg->cmdline, err);
@@ -818,11 +778,9 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     if (ret == 0)
         ret = build_devices(m, err);
     if (ret == 0)
-        ret = setup_event_sources(m, err);
+        ret = setup_stop_event(m, err);
     if (ret == 0)
         ret = create_vcpus(m, err);
-    if (ret == 0)
-        ret = start_api(m, cfg, err);
     /* A bad kernel or initrd is reported before anything else, as the user's first problem. */
     load_ret = finish_loader(&loader, err);
     if (load_ret < 0)
@@ -839,7 +797,8 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     return ret;
 }
 
-int machine_create(const struct machine_config *cfg, struct machine **out, struct vr_error **err)
+int machine_create(const struct machine_config *cfg, struct event_loop *loop, struct machine **out,
+                   struct vr_error **err)
 {
     struct machine *m = calloc(1, sizeof(*m));
     int ret;
@@ -848,12 +807,15 @@ int machine_create(const struct machine_config *cfg, struct machine **out, struc
         return vr_error_set(err, ENOMEM, "allocate machine");
     m->vm.sys_fd = m->vm.vm_fd = -1;
     m->mem.memfd = -1;
-    m->loop.epoll_fd = m->stop_event.fd = m->signals.fd = -1;
+    m->loop = loop;
+    m->stop_event.fd = -1;
     m->pio.name = "pio";
     m->mmio.name = "mmio";
     m->transport = cfg->transport;
     pthread_mutex_init(&m->stop_lock, NULL);
     pthread_mutex_init(&m->vm.routes_lock, NULL);
+    pthread_mutex_init(&m->gate.lock, NULL);
+    pthread_cond_init(&m->gate.changed, NULL);
     ret = build(m, cfg, err);
     if (ret < 0) {
         machine_destroy(m);
@@ -868,13 +830,17 @@ int machine_create(const struct machine_config *cfg, struct machine **out, struc
 static void stop_vcpus(struct machine *m)
 {
     m->stopping = 1;
+    /* Parked vCPUs wake up, see `stopping` and end. */
+    pthread_mutex_lock(&m->gate.lock);
+    pthread_cond_broadcast(&m->gate.changed);
+    pthread_mutex_unlock(&m->gate.lock);
     for (unsigned int i = 0; i < m->nr_vcpus; i++)
         vcpu_kick(&m->vcpus[i]);
     for (unsigned int i = 0; i < m->nr_vcpus; i++)
         vcpu_join(&m->vcpus[i]);
 }
 
-int machine_run(struct machine *m, struct machine_result *result, struct vr_error **err)
+int machine_start(struct machine *m, struct vr_error **err)
 {
     struct console_sink sink = {
         .deliver = m->virtio_console ? console_to_virtio_console : console_to_serial,
@@ -885,18 +851,18 @@ int machine_run(struct machine *m, struct machine_result *result, struct vr_erro
 
     ret = vcpu_install_kick_handler(err);
     if (ret == 0)
-        ret = console_start(m->console, &m->loop, &sink, err);
+        ret = console_start(m->console, m->loop, &sink, err);
     for (unsigned int i = 0; ret == 0 && i < m->nr_vcpus; i++)
         ret = vcpu_start(&m->vcpus[i], err);
-    while (ret == 0 && !m->stopping)
-        ret = event_loop_run_once(&m->loop, -1, err);
+    return ret;
+}
+
+void machine_finish(struct machine *m, struct machine_result *result)
+{
     stop_vcpus(m);
     console_restore_terminal();
-    if (ret < 0)
-        return ret;
     *result = m->result;
     m->result.report = NULL;
-    return 0;
 }
 
 void machine_destroy(struct machine *m)
@@ -913,7 +879,6 @@ void machine_destroy(struct machine *m)
     device_destroy(m->i8042);
     device_destroy(m->pci_host);
     device_destroy(m->acpi_pm);
-    api_server_destroy(m->api);
     for (unsigned int i = 0; i < m->nr_virtio; i++) {
         virtio_pci_destroy(m->virtio[i].pci);
         virtio_mmio_destroy(m->virtio[i].mmio);
@@ -923,15 +888,122 @@ void machine_destroy(struct machine *m)
     console_destroy(m->console);
     bus_free(&m->pio);
     bus_free(&m->mmio);
-    if (m->signals.fd >= 0)
-        close(m->signals.fd);
-    if (m->stop_event.fd >= 0)
+    if (m->stop_event.fd >= 0) {
+        event_loop_remove(m->loop, &m->stop_event);
         close(m->stop_event.fd);
-    event_loop_close(&m->loop);
+    }
     vm_close(&m->vm);
     guest_memory_destroy(&m->mem);
     free(m->result.report);
     pthread_mutex_destroy(&m->stop_lock);
     pthread_mutex_destroy(&m->vm.routes_lock);
+    pthread_cond_destroy(&m->gate.changed);
+    pthread_mutex_destroy(&m->gate.lock);
     free(m);
+}
+
+/* --- pause and resume ---------------------------------------------------------------------- */
+
+/* How long a vCPU may take to leave KVM_RUN and park; a kick normally takes microseconds. */
+#define PAUSE_TIMEOUT_S 5
+
+/* Wait until every vCPU is parked. Gate lock held. */
+static int wait_parked(struct machine *m, struct vr_error **err)
+{
+    struct timespec deadline;
+    int ret = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += PAUSE_TIMEOUT_S;
+    while (m->gate.parked < m->nr_vcpus && !m->stopping && ret == 0)
+        ret = pthread_cond_timedwait(&m->gate.changed, &m->gate.lock, &deadline);
+    if (m->stopping)
+        return vr_error_new(err, ECANCELED, "the VM is stopping");
+    if (m->gate.parked < m->nr_vcpus)
+        return vr_error_new(err, ETIMEDOUT, "%u of %u vCPUs paused within %d s", m->gate.parked,
+                            m->nr_vcpus, PAUSE_TIMEOUT_S);
+    return 0;
+}
+
+static void open_gate(struct machine *m)
+{
+    pthread_mutex_lock(&m->gate.lock);
+    atomic_store(&m->gate.pause, false);
+    pthread_cond_broadcast(&m->gate.changed);
+    pthread_mutex_unlock(&m->gate.lock);
+}
+
+int machine_pause(struct machine *m, struct vr_error **err)
+{
+    int ret;
+
+    if (m->paused)
+        return 0;
+    pthread_mutex_lock(&m->gate.lock);
+    atomic_store(&m->gate.pause, true);
+    pthread_mutex_unlock(&m->gate.lock);
+    for (unsigned int i = 0; i < m->nr_vcpus; i++)
+        vcpu_kick(&m->vcpus[i]);
+    pthread_mutex_lock(&m->gate.lock);
+    ret = wait_parked(m, err);
+    pthread_mutex_unlock(&m->gate.lock);
+    if (ret < 0) {
+        open_gate(m);
+        return vr_error_wrap(err, "pause");
+    }
+    /* The guest is still; now its devices: work that turns up waits for resume. */
+    event_loop_hold_devices(m->loop);
+    m->paused = true;
+    return 0;
+}
+
+int machine_resume(struct machine *m, struct vr_error **err)
+{
+    (void)err;
+    if (!m->paused)
+        return 0;
+    m->paused = false;
+    event_loop_release_devices(m->loop);
+    open_gate(m);
+    return 0;
+}
+
+bool machine_paused(const struct machine *m)
+{
+    return m->paused;
+}
+
+struct virtio_device *machine_balloon_device(const struct machine *m)
+{
+    return m->balloon;
+}
+
+/* The virtio device of type device_id whose id (drive_id, iface_id) is `id`, or NULL. */
+static struct virtio_device *find_virtio(const struct machine *m, uint32_t device_id,
+                                         const char *(*id_of)(const struct virtio_device *),
+                                         const char *id)
+{
+    for (unsigned int i = 0; i < m->nr_virtio; i++) {
+        struct virtio_device *vdev = m->virtio[i].vdev;
+        const char *its = vdev->ops->device_id == device_id ? id_of(vdev) : NULL;
+
+        if (its && strcmp(its, id) == 0)
+            return vdev;
+    }
+    return NULL;
+}
+
+struct virtio_device *machine_find_drive(const struct machine *m, const char *drive_id)
+{
+    return find_virtio(m, VIRTIO_ID_BLOCK, virtio_blk_id, drive_id);
+}
+
+struct virtio_device *machine_find_net(const struct machine *m, const char *iface_id)
+{
+    return find_virtio(m, VIRTIO_ID_NET, virtio_net_id, iface_id);
+}
+
+int machine_send_ctrl_alt_del(struct machine *m, struct vr_error **err)
+{
+    return i8042_send_ctrl_alt_del(m->i8042, err);
 }

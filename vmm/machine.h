@@ -2,7 +2,8 @@
 /*
  * A vireo machine: the VM, its RAM, its devices and vCPUs, and the event
  * loop that runs them. machine_create() builds everything in one explicit
- * place; machine_run() runs until the guest or the host ends it.
+ * place; machine_start() sets it running, on an event loop its owner runs
+ * (vmm/instance.h).
  */
 #ifndef VIREO_VMM_MACHINE_H
 #define VIREO_VMM_MACHINE_H
@@ -69,7 +70,7 @@ struct machine_config {
     const char *initrd; /* may be NULL */
     const char *cmdline;
     unsigned int cpus;
-    uint64_t memory; /* bytes */
+    uint64_t memory;        /* bytes */
     bool thp;               /* back guest RAM with transparent huge pages */
     bool hugetlb;           /* back guest RAM with 2 MiB hugetlbfs pages (Firecracker "2M") */
     bool track_dirty_pages; /* KVM dirty logging on guest RAM, for incremental snapshots */
@@ -86,9 +87,8 @@ struct machine_config {
     struct machine_vsock vsock_cfg;
     bool balloon;
     struct machine_balloon balloon_cfg;
-    const char *api_sock; /* serve Firecracker's API on this Unix socket (NULL: none) */
-    bool rng;             /* virtio-rng */
-    bool virtio_console;  /* the console is hvc0 (virtio-console) rather than the UART */
+    bool rng;            /* virtio-rng */
+    bool virtio_console; /* the console is hvc0 (virtio-console) rather than the UART */
 };
 
 /* Why the machine stopped. */
@@ -108,10 +108,55 @@ struct machine_result {
 };
 
 struct machine;
+struct event_loop;
+struct virtio_device;
 
-/* Check the configuration against the host, then build the machine. */
-int machine_create(const struct machine_config *cfg, struct machine **out, struct vr_error **err);
-int machine_run(struct machine *m, struct machine_result *result, struct vr_error **err);
+/*
+ * Check the configuration against the host, then build the machine: its
+ * RAM, devices and vCPUs, with the kernel loaded. Device work runs on
+ * `loop`, which the caller owns and runs; it must outlive the machine.
+ * The caller blocks SIGINT, SIGTERM, SIGHUP, SIGUSR2 and VCPU_KICK_SIGNAL
+ * in every thread before this, since the machine starts threads.
+ */
+int machine_create(const struct machine_config *cfg, struct event_loop *loop, struct machine **out,
+                   struct vr_error **err);
+/* Start the console and the vCPUs: the guest runs from here on. */
+int machine_start(struct machine *m, struct vr_error **err);
+/*
+ * Has something asked the machine to stop (the guest, a fatal vCPU error,
+ * the console's quit key, machine_request_stop)? The caller runs the
+ * event loop until then, then calls machine_finish.
+ */
+bool machine_stopping(const struct machine *m);
+/* Stop because the process got signal `signo`. Any thread. */
+void machine_request_stop(struct machine *m, int signo);
+/* Stop the vCPUs and the console; `result` says why the machine stopped. */
+void machine_finish(struct machine *m, struct machine_result *result);
 void machine_destroy(struct machine *m);
+
+/* Print the virtio devices' and vCPUs' state on stderr (SIGUSR2). */
+void machine_report(struct machine *m);
+
+/* Press Ctrl+Alt+Del on the guest's keyboard (i8042); Linux reboots, which ends the VM. */
+int machine_send_ctrl_alt_del(struct machine *m, struct vr_error **err);
+
+/* The virtio-blk device with this drive_id, the virtio-net device with this iface_id, or NULL. */
+struct virtio_device *machine_find_drive(const struct machine *m, const char *drive_id);
+struct virtio_device *machine_find_net(const struct machine *m, const char *iface_id);
+
+/* The balloon device, or NULL. */
+struct virtio_device *machine_balloon_device(const struct machine *m);
+
+/*
+ * Pause: every vCPU leaves KVM_RUN and waits, and device work that turns
+ * up meanwhile (queue kicks, back-end events, timers) is held until
+ * resume, so a paused VM uses no CPU. Resume lets both go on where they
+ * stopped; the guest learns through kvmclock that it was paused. Event
+ * loop thread (an API handler). Pausing a paused VM, or resuming a running
+ * one, does nothing.
+ */
+int machine_pause(struct machine *m, struct vr_error **err);
+int machine_resume(struct machine *m, struct vr_error **err);
+bool machine_paused(const struct machine *m);
 
 #endif

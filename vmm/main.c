@@ -18,6 +18,7 @@
 #include "../lib/cleanup.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
+#include "instance.h"
 #include "machine.h"
 #include "virtio/net.h"
 
@@ -61,7 +62,8 @@ static const char usage_text[] =
     "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
     "\n"
     "      --api-sock PATH    serve Firecracker's REST API on this Unix socket (so far:\n"
-    "                         GET /, GET|PATCH /balloon, GET|PATCH /balloon/statistics)\n"
+    "                         GET /, PATCH /vm (pause, resume), PUT /actions\n"
+    "                         (SendCtrlAltDel), GET|PATCH /balloon[/statistics])\n"
     "      --no-thp           do not ask for transparent huge pages for guest RAM\n"
     "      --kvm-device PATH  KVM device (default: /dev/kvm)\n"
     "      --force            run even where KVM cannot run unmodified guests\n"
@@ -279,7 +281,8 @@ static void parse_balloon(char *text, struct machine_config *cfg)
     }
 }
 
-static void parse_options(int argc, char **argv, struct machine_config *cfg)
+static void parse_options(int argc, char **argv, struct machine_config *cfg,
+                          struct instance_options *iopts)
 {
     cleanup_error struct vr_error *err = NULL;
     int verbosity = 0, opt;
@@ -358,7 +361,7 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg)
             cfg->virtio_console = true;
             break;
         case OPT_API_SOCK:
-            cfg->api_sock = optarg;
+            iopts->api_sock = optarg;
             break;
         case 'v':
             verbosity++;
@@ -413,24 +416,24 @@ static int report_result(const struct machine_result *result)
 int main(int argc, char **argv)
 {
     cleanup_error struct vr_error *err = NULL;
+    struct instance_options iopts = {0};
     struct machine_result result = {0};
     struct machine_config cfg;
-    struct machine *m = NULL;
+    struct instance *inst = NULL;
     int status;
 
     log_init(program, LOG_WARN);
-    parse_options(argc, argv, &cfg);
+    parse_options(argc, argv, &cfg, &iopts);
     /* A closed console pipe must not kill the VMM; writes report EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (machine_create(&cfg, &m, &err) < 0)
-        die_error(err);
-    if (machine_run(m, &result, &err) < 0) {
-        machine_destroy(m);
+    if (instance_create(&iopts, &inst, &err) < 0 || instance_start(inst, &cfg, &err) < 0 ||
+        instance_run(inst, &result, &err) < 0) {
+        instance_destroy(inst);
         die_error(err);
     }
     status = report_result(&result);
     free(result.report);
-    machine_destroy(m);
+    instance_destroy(inst);
     return status;
 }

@@ -355,6 +355,36 @@ static void print_report(struct vcpu *vcpu)
     free(state);
 }
 
+/*
+ * Wait at the gate while the VM is paused. Returns true when the machine
+ * is stopping instead. On the way out the guest is told, through kvmclock,
+ * that it was stopped, so its soft-lockup and RCU-stall watchdogs do not
+ * count the pause as a hang (KVM_KVMCLOCK_CTRL; EINVAL: the guest has no
+ * kvmclock, nothing to tell).
+ */
+static bool park(struct vcpu *vcpu)
+{
+    struct vcpu_gate *gate = vcpu->env->gate;
+    bool was_parked = false;
+
+    pthread_mutex_lock(&gate->lock);
+    while (gate->pause && !*vcpu->stopping) {
+        if (!was_parked) {
+            was_parked = true;
+            gate->parked++;
+            pthread_cond_broadcast(&gate->changed);
+        }
+        pthread_cond_wait(&gate->changed, &gate->lock);
+    }
+    if (was_parked)
+        gate->parked--;
+    pthread_mutex_unlock(&gate->lock);
+    if (was_parked && !*vcpu->stopping && ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0) < 0 &&
+        errno != EINVAL)
+        log_ratelimited(LOG_WARN, "vCPU %u: KVM_KVMCLOCK_CTRL: %s", vcpu->index, strerror(errno));
+    return *vcpu->stopping != 0;
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *vcpu = arg;
@@ -366,7 +396,11 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
     while (!*vcpu->stopping) {
-        int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+        int ret;
+
+        if (vcpu->env->gate && atomic_load(&vcpu->env->gate->pause) && park(vcpu))
+            break;
+        ret = ioctl(vcpu->fd, KVM_RUN, 0);
 
         if (atomic_exchange(&vcpu->report_requested, false))
             print_report(vcpu);

@@ -22,6 +22,19 @@
 
 struct vcpu;
 
+/*
+ * Where vCPU threads wait while the VM is paused. The machine sets
+ * `pause` and kicks every vCPU; each one parks here between two KVM_RUNs
+ * (so any port I/O or MMIO exit it was handling is complete) and counts
+ * itself in `parked`. Clearing `pause` and broadcasting lets them go on.
+ */
+struct vcpu_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* pause cleared, a vCPU parked, or stopping */
+    _Atomic bool pause;
+    unsigned int parked;
+};
+
 /* What a vCPU needs from the machine around it. */
 struct vcpu_env {
     const struct bus *pio;
@@ -32,6 +45,7 @@ struct vcpu_env {
     /* A system event the guest raised through KVM (KVM_EXIT_SYSTEM_EVENT). */
     void (*system_event)(void *ctx, bool reset);
     void *ctx;
+    struct vcpu_gate *gate;
 };
 
 struct vcpu {

@@ -33,15 +33,7 @@ if os.environ.get("VIREO_E2E_DUMP_AFTER"):
 BOOT_TIMEOUT = int(os.environ.get("VIREO_E2E_BOOT_TIMEOUT", "180"))
 
 
-def print_dir(script):
-    return subprocess.run([os.path.join(vmtest.ROOT, "guest", script), "--print-dir"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-KERNEL = os.path.join(print_dir("build-default"), "vmlinuz")
-ROOTFS_DIR = print_dir("build-rootfs")
-ROOTFS = os.path.join(ROOTFS_DIR, "rootfs.ext4")
-INITRD = os.path.join(ROOTFS_DIR, "initramfs.cpio.gz")
+KERNEL, ROOTFS, INITRD = vmtest.root_disk_guest()
 TMP = tempfile.mkdtemp(prefix="vireo-e2e-")
 
 
@@ -349,26 +341,6 @@ def test_vsock():
 
 # --- balloon ------------------------------------------------------------------------------
 
-def api(sock_path, method, path, body=None):
-    """One HTTP request on the monitor's API socket: (status, parsed JSON or None)."""
-    import http.client
-    import json
-
-    class UnixConnection(http.client.HTTPConnection):
-        def connect(self):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(10)
-            self.sock.connect(sock_path)
-
-    conn = UnixConnection("localhost")
-    conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                 headers={"Content-Type": "application/json"} if body is not None else {})
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, json.loads(data) if data else None
-
-
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -380,7 +352,7 @@ def rss_mib(pid):
 def wait_balloon(sock_path, actual_mib, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, stats = api(sock_path, "GET", "/balloon/statistics")
+        status, stats = vmtest.api(sock_path, "GET", "/balloon/statistics")
         if status == 200 and stats["actual_mib"] == actual_mib:
             return True
         time.sleep(0.5)
@@ -398,12 +370,14 @@ def test_balloon():
                     force=False)
     filled = vm.expect("FILLED", BOOT_TIMEOUT)
     before = rss_mib(vm.proc.pid)
-    status, _ = api(sock, "PATCH", "/balloon", {"amount_mib": 200}) if filled else (None, None)
+    status, _ = (vmtest.api(sock, "PATCH", "/balloon", {"amount_mib": 200}) if filled
+                 else (None, None))
     inflated = status == 204 and wait_balloon(sock, 200)
     after = rss_mib(vm.proc.pid)
     vm.send("\n")
     vm.expect("MemTotal", 30)
-    status2, _ = api(sock, "PATCH", "/balloon", {"amount_mib": 0}) if inflated else (None, None)
+    status2, _ = (vmtest.api(sock, "PATCH", "/balloon", {"amount_mib": 0}) if inflated
+                  else (None, None))
     deflated = status2 == 204 and wait_balloon(sock, 0)
     vm.send("\n")
     r = vm.wait(BOOT_TIMEOUT)

@@ -22,6 +22,18 @@ def vmm_path():
     return os.path.join(build_dir(), "vireo-vmm")
 
 
+def root_disk_guest():
+    """(kernel, rootfs, initrd) of the Debian root-disk guest (guest/build-rootfs),
+    booted with the default guest's stock cloud kernel."""
+    def print_dir(script):
+        return subprocess.run([os.path.join(ROOT, "guest", script), "--print-dir"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    rootfs_dir = print_dir("build-rootfs")
+    return (os.path.join(print_dir("build-default"), "vmlinuz"),
+            os.path.join(rootfs_dir, "rootfs.ext4"), os.path.join(rootfs_dir, "initramfs.cpio.gz"))
+
+
 def kvm_backend():
     """The module behind /dev/kvm, as vireo-vmm itself detects it."""
     for name in ("kvm_intel", "kvm_amd", "kvm_pvm"):
@@ -175,6 +187,49 @@ class Vmm:
 
     def _streams_open(self):
         return any(s and not s.closed for s in (self.proc.stdout, self.proc.stderr))
+
+
+def api(sock_path, method, path, body=None, raw=None, timeout=10):
+    """One HTTP request on the monitor's API socket: (status, parsed JSON or None).
+    `raw` sends those bytes as the body instead of `body` as JSON."""
+    import http.client
+    import json
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(sock_path)
+
+    conn = UnixConnection("localhost")
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    conn.request(method, path, body=data,
+                 headers={"Content-Type": "application/json"} if data is not None else {})
+    resp = conn.getresponse()
+    reply = resp.read()
+    conn.close()
+    try:
+        return resp.status, json.loads(reply) if reply else None
+    except ValueError:
+        return resp.status, reply.decode(errors="replace")
+
+
+def thread_cpu_seconds(pid, name_prefix=""):
+    """CPU time (user + system) of the process's threads whose name starts with name_prefix."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if not f.read().startswith(name_prefix):
+                    continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def stuck_report(pid):

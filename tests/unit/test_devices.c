@@ -3,6 +3,8 @@
  * The emulated devices driven through their struct device ops, as the bus
  * would, with a fake interrupt line, system control and console backend.
  */
+#include <errno.h>
+
 #include "../../lib/log.h"
 #include "../../vmm/devices/acpi_pm.h"
 #include "../../vmm/devices/i8042.h"
@@ -524,7 +526,7 @@ TEST(i8042_command_byte)
     REQUIRE(kbc_new(&k));
     wr8(k.dev, KBC_CMD, 0x20);
     CHECK_EQ_U64(rd8(k.dev, KBC_CMD) & 0x01, 0x01);
-    CHECK_EQ_U64(rd8(k.dev, KBC_DATA), 0x05); /* KBD_INT | SYS at power-on */
+    CHECK_EQ_U64(rd8(k.dev, KBC_DATA), 0x45); /* KBD_INT | SYS | XLATE at power-on */
     wr8(k.dev, KBC_CMD, 0x60);
     wr8(k.dev, KBC_DATA, 0x74);
     CHECK_EQ_U64(rd8(k.dev, KBC_CMD) & 0x08, 0); /* last write was data */
@@ -611,17 +613,81 @@ TEST(i8042_non_byte_and_unknown_offsets)
     device_destroy(k.dev);
 }
 
-TEST(i8042_data_to_absent_keyboard)
+/* Read every byte the controller has for the guest. */
+static unsigned int kbc_drain(struct kbc *k, uint8_t *out, unsigned int max)
+{
+    unsigned int n = 0;
+
+    while (n < max && (rd8(k->dev, KBC_CMD) & 0x01))
+        out[n++] = rd8(k->dev, KBC_DATA);
+    return n;
+}
+
+TEST(i8042_keyboard_answers_probe_commands)
 {
     struct kbc k;
-    uint8_t st;
+    uint8_t got[16];
 
     REQUIRE(kbc_new(&k));
-    wr8(k.dev, KBC_DATA, 0xff); /* keyboard reset command, nobody there */
-    st = rd8(k.dev, KBC_CMD);
-    CHECK_EQ_U64(st & 0x41, 0x41); /* timeout, and a byte to read */
+    wr8(k.dev, KBC_DATA, 0xff); /* reset: ACK, then self-test passed */
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 2);
+    CHECK_EQ_U64(got[0], 0xfa);
+    CHECK_EQ_U64(got[1], 0xaa);
+    wr8(k.dev, KBC_DATA, 0xf2); /* identify: an MF2 keyboard, translated */
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 3);
+    CHECK_EQ_U64(got[1], 0xab);
+    CHECK_EQ_U64(got[2], 0x41);
+    wr8(k.dev, KBC_DATA, 0xed); /* set LEDs, then its parameter: each acknowledged */
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 1);
+    wr8(k.dev, KBC_DATA, 0x07);
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 1);
+    CHECK_EQ_U64(got[0], 0xfa);
+    wr8(k.dev, KBC_DATA, 0xf0); /* which scancode set? */
+    wr8(k.dev, KBC_DATA, 0x00);
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 2);
+    CHECK_EQ_U64(got[1], 0x02);
+    wr8(k.dev, KBC_DATA, 0xee); /* echo */
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 1);
+    CHECK_EQ_U64(got[0], 0xee);
+    /* The mouse is still absent: a byte for it times out. */
+    wr8(k.dev, KBC_CMD, 0xd4);
+    wr8(k.dev, KBC_DATA, 0xff);
+    CHECK_EQ_U64(rd8(k.dev, KBC_CMD) & 0x41, 0x41);
     CHECK_EQ_U64(rd8(k.dev, KBC_DATA), 0xff);
-    CHECK_EQ_U64(rd8(k.dev, KBC_CMD) & 0x41, 0);
+    device_destroy(k.dev);
+}
+
+TEST(i8042_ctrl_alt_del_sends_scancodes_with_an_edge_each)
+{
+    static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    struct vr_error *err = NULL;
+    unsigned int edges = 0;
+    uint8_t got[16];
+    struct kbc k;
+
+    REQUIRE(kbc_new(&k));
+    REQUIRE(i8042_send_ctrl_alt_del(k.dev, &err) == 0);
+    CHECK_EQ_U64(k.irq.level, 1);
+    for (unsigned int i = 0; i < sizeof(set1); i++) {
+        edges += k.irq.level;
+        got[i] = rd8(k.dev, KBC_DATA);
+    }
+    CHECK(memcmp(got, set1, sizeof(set1)) == 0);
+    CHECK_EQ_U64(edges, sizeof(set1)); /* IRQ 1 is raised anew for every byte */
+    CHECK_EQ_U64(k.irq.level, 0);
+    /* Without translation the keyboard speaks set 2. */
+    wr8(k.dev, KBC_CMD, 0x60);
+    wr8(k.dev, KBC_DATA, 0x05);
+    REQUIRE(i8042_send_ctrl_alt_del(k.dev, &err) == 0);
+    CHECK_EQ_U64(kbc_drain(&k, got, sizeof(got)), 11);
+    CHECK_EQ_U64(got[0], 0x14);
+    CHECK_EQ_U64(got[3], 0x71);
+    /* A guest that never reads its keyboard: the second chord does not fit. */
+    REQUIRE(i8042_send_ctrl_alt_del(k.dev, &err) == 0);
+    CHECK(i8042_send_ctrl_alt_del(k.dev, &err) == -EBUSY);
+    CHECK(err != NULL);
+    vr_error_free(&err);
+    CHECK_EQ_U64(k.ctl.reset, 0);
     device_destroy(k.dev);
 }
 

@@ -155,7 +155,11 @@ static int write_fadt(struct table_writer *w, const struct acpi_config *cfg, uin
     header(t, "FACP", FADT_SIZE, FADT_REVISION);
     put_le32(t + FADT_DSDT, (uint32_t)dsdt);
     put_le64(t + FADT_X_DSDT, dsdt);
-    /* No VGA, no CMOS clock, no 8042 advertised: the guest skips probing them. */
+    /*
+     * No VGA, no CMOS clock: the guest skips probing them. The 8042 is not
+     * flagged here; the DSDT describes it (PNP0303), which is what Linux's
+     * i8042 driver looks for first.
+     */
     put_le16(t + FADT_IAPC_BOOT_ARCH, BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_NO_CMOS_RTC);
     put_le32(t + FADT_FLAGS, FADT_FLAG_HW_REDUCED | FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON);
     t[FADT_MINOR_VERSION] = FADT_MINOR;

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* i8042 keyboard controller: enough to reset the machine (ports 0x60 and 0x64). */
+/*
+ * i8042 keyboard controller (ports 0x60 and 0x64) with an AT keyboard:
+ * enough for a guest to reset the machine, and for the host to press
+ * Ctrl+Alt+Del (Firecracker's SendCtrlAltDel).
+ */
 #ifndef VIREO_VMM_DEVICES_I8042_H
 #define VIREO_VMM_DEVICES_I8042_H
 
@@ -13,5 +17,11 @@
 
 int i8042_create(const struct irq_line *kbd_irq, const struct system_control *control,
                  struct device **out, struct vr_error **err);
+
+/*
+ * Press and release Ctrl+Alt+Del on the keyboard. -EBUSY when the guest
+ * has not read enough of what the keyboard sent before. Any thread.
+ */
+int i8042_send_ctrl_alt_del(struct device *dev, struct vr_error **err);
 
 #endif

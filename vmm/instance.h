@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One vireo-vmm process's life, in Firecracker's terms: the instance is
+ * "Not started" while its configuration may still change, then "Running"
+ * or "Paused". It owns the event loop, the signal handling and the API
+ * server, which exist before the VM does, and creates the machine when
+ * the VM starts: at once when the command line or a config file gave a
+ * kernel, else on the API's InstanceStart.
+ *
+ *   instance_create()  event loop, signals, API socket
+ *   instance_start()   build the machine from a configuration and run it
+ *   instance_run()     serve the loop until the VM ends (or, before it
+ *                      starts, until a signal)
+ */
+#ifndef VIREO_VMM_INSTANCE_H
+#define VIREO_VMM_INSTANCE_H
+
+#include <stdbool.h>
+
+#include "../lib/err.h"
+#include "machine.h"
+
+enum instance_state {
+    INSTANCE_NOT_STARTED,
+    INSTANCE_RUNNING,
+    INSTANCE_PAUSED,
+};
+
+struct instance_options {
+    const char *id;       /* Firecracker's instance id (GET /); NULL: "anonymous-instance" */
+    const char *api_sock; /* serve the API here; NULL: no API */
+};
+
+struct instance;
+
+/*
+ * Set up the event loop and signal handling (SIGINT, SIGTERM and SIGHUP
+ * end the VM, SIGUSR2 prints the devices' state), and the API server when
+ * asked. Call it before any other thread exists.
+ */
+int instance_create(const struct instance_options *opts, struct instance **out,
+                    struct vr_error **err);
+
+/*
+ * Build the machine from cfg and start it. Only from Not started; on
+ * failure the instance stays Not started and may be started again. cfg
+ * may be released afterwards.
+ */
+int instance_start(struct instance *inst, const struct machine_config *cfg, struct vr_error **err);
+
+/*
+ * Serve the event loop until the machine stops (result says why) or,
+ * before the machine started, until a signal (result->reason is
+ * MACHINE_SIGNAL).
+ */
+int instance_run(struct instance *inst, struct machine_result *result, struct vr_error **err);
+
+void instance_destroy(struct instance *inst);
+
+enum instance_state instance_state(const struct instance *inst);
+/* Firecracker's name for the state: "Not started", "Running", "Paused". */
+const char *instance_state_name(const struct instance *inst);
+const char *instance_id(const struct instance *inst);
+/* The machine once started, else NULL. */
+struct machine *instance_machine(const struct instance *inst);
+struct event_loop *instance_loop(struct instance *inst);
+
+#endif
