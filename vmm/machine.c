@@ -403,7 +403,8 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
                                           .read_only = d->read_only,
                                           .id = d->id,
                                           .serial = d->serial,
-                                          .engine = d->io};
+                                          .engine = d->io,
+                                          .rate_limiter = d->rate_limiter};
 
         ret = virtio_blk_create(&m->mem, m->loop, &opts, &vdev, err);
         if (ret == 0)
@@ -413,7 +414,11 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
     }
     for (unsigned int i = 0; ret == 0 && i < cfg->nr_nets; i++) {
         const struct machine_net *n = &cfg->nets[i];
-        struct virtio_net_params params = {.tap_name = n->tap, .has_mac = n->has_mac, .id = n->id};
+        struct virtio_net_params params = {.tap_name = n->tap,
+                                           .has_mac = n->has_mac,
+                                           .id = n->id,
+                                           .rx_rate_limiter = n->rx_rate_limiter,
+                                           .tx_rate_limiter = n->tx_rate_limiter};
 
         memcpy(params.mac, n->mac, sizeof(params.mac));
         ret = virtio_net_create(&m->mem, m->loop, &params, &vdev, err);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
@@ -28,6 +29,7 @@ static int img_fd = -1; /* the test's own view of the image */
 static char img_path[256];
 static const char *test_serial; /* options for the next setup() */
 static const char *test_id;
+static struct rate_limiter_config test_limits;
 
 enum { SETUP_OK, SETUP_SKIP, SETUP_FAIL };
 
@@ -69,8 +71,11 @@ static int make_image(char *path, size_t path_len, uint64_t size, int *fd_out)
 
 static int setup_full(enum disk_engine engine, uint64_t size, bool read_only, uint64_t features)
 {
-    struct virtio_blk_options opts = {
-        .read_only = read_only, .engine = engine, .serial = test_serial, .id = test_id};
+    struct virtio_blk_options opts = {.read_only = read_only,
+                                      .engine = engine,
+                                      .serial = test_serial,
+                                      .id = test_id,
+                                      .rate_limiter = test_limits};
     struct virtio_device *vdev;
     struct vr_error *err = NULL;
 
@@ -989,6 +994,156 @@ TEST(busy_queue_needs_no_kicks)
     vdriver_kick(&drv, 0);
     REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
     CHECK_EQ_U64(hva(c, 4096)[4095], pattern(16 * 512 + 4095));
+    teardown();
+}
+
+/* --- rate limiter ------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    return rate_limiter_now_ns() / 1000000;
+}
+
+/* Whether any event source of the loop is ready: a device that spins always has one. */
+static bool loop_has_ready_event(void)
+{
+    struct epoll_event ev[8];
+
+    return epoll_wait(drv.loop.epoll_fd, ev, 8, 0) > 0;
+}
+
+/* Reads of 4 KiB at sector 8 * i into bufs[i], published together with one kick. */
+static void publish_reads(uint64_t *bufs, unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++) {
+        bufs[i] = vdriver_alloc(&drv, 4096);
+        publish_read(8 * i, bufs[i]);
+    }
+    vdriver_kick(&drv, 0);
+}
+
+static void check_reads(const uint64_t *bufs, unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++)
+        CHECK_EQ_U64(hva(bufs[i], 4096)[4095], pattern(8 * i * 512 + 4095));
+}
+
+/*
+ * Four operations per 200 ms: of eight requests four pass at once, the
+ * rest wait in the ring for the limiter's timer, and meanwhile the device
+ * sleeps (no recheck timer, no kick pending, nothing ready on the loop).
+ */
+BOTH_ENGINES(rate_limiter_holds_requests_until_its_timer)
+{
+    enum { N = 8 };
+    uint64_t bufs[N], start;
+    struct virtio_blk_stats s;
+
+    test_limits = (struct rate_limiter_config){.ops = {.size = 4, .refill_time_ms = 200}};
+    SETUP(engine);
+    start = now_ms();
+    publish_reads(bufs, N);
+    REQUIRE(vdriver_wait_used(&drv, 0, 4, 2000));
+    vdriver_run(&drv, 20);
+    s = stats();
+    CHECK_EQ_U64(vdriver_used_idx(&drv, 0), 4);
+    CHECK_EQ_U64(s.read_ops, 4);
+    CHECK_EQ_U64(s.in_flight, 0);
+    CHECK(s.rate_limiter_throttled_events >= 1);
+    if (now_ms() - start < 80) { /* the timer (100 ms) has not fired yet */
+        usleep(5000);
+        CHECK(!loop_has_ready_event());
+    }
+    /* The timer brings the held request back, and the rest follow as tokens come. */
+    REQUIRE(vdriver_wait_used(&drv, 0, N - 4, 3000));
+    CHECK(now_ms() - start >= 90);
+    check_reads(bufs, N);
+    CHECK_EQ_U64(stats().read_ops, N);
+    teardown();
+}
+
+/* 64 KiB per 100 ms: 256 KiB of reads take about 300 ms, never much less. */
+TEST(rate_limiter_bandwidth_paces_reads)
+{
+    enum { N = 16, LEN = 16384 };
+    uint64_t bufs[N], start, took;
+
+    test_limits = (struct rate_limiter_config){.bandwidth = {.size = 65536, .refill_time_ms = 100}};
+    SETUP(DISK_ENGINE_THREAD);
+    start = now_ms();
+    for (unsigned int i = 0; i < N; i++) {
+        bufs[i] = vdriver_alloc(&drv, LEN);
+        publish_request(VIRTIO_BLK_T_IN, i * (LEN / 512), bufs[i], LEN, make_status());
+    }
+    vdriver_kick(&drv, 0);
+    REQUIRE(vdriver_wait_used(&drv, 0, N, 5000));
+    took = now_ms() - start;
+    printf("  256 KiB at 640 KiB/s after a 64 KiB bucket: %" PRIu64 " ms\n", took);
+    CHECK(took >= 250);
+    CHECK(took < 2000);
+    for (unsigned int i = 0; i < N; i++)
+        CHECK_EQ_U64(hva(bufs[i], LEN)[LEN - 1], pattern(i * LEN + LEN - 1));
+    CHECK(stats().rate_limiter_throttled_events >= 3);
+    teardown();
+}
+
+/*
+ * A drive made without a limit gets one while running; a request it holds
+ * back goes as soon as the limit is lifted, not when the old one would
+ * have let it.
+ */
+TEST(rate_limiter_live_update)
+{
+    struct rate_limiter_config slow = {.ops = {.size = 1, .refill_time_ms = 60000}}, got;
+    struct rate_limiter_config none = {0};
+    struct vr_error *err = NULL;
+    uint64_t bufs[2], start;
+
+    test_id = "rootfs";
+    SETUP(DISK_ENGINE_THREAD);
+    REQUIRE(virtio_blk_set_rate_limiter(drv.vdev, &slow, &err) == 0);
+    virtio_blk_get_rate_limiter(drv.vdev, &got);
+    CHECK_EQ_U64(got.ops.size, 1);
+    CHECK_EQ_U64(got.ops.refill_time_ms, 60000);
+    publish_reads(bufs, 2);
+    REQUIRE(vdriver_wait_used(&drv, 0, 1, 2000));
+    vdriver_run(&drv, 250); /* two retries come and go: one operation a minute */
+    CHECK_EQ_U64(vdriver_used_idx(&drv, 0), 1);
+    start = now_ms();
+    REQUIRE(virtio_blk_set_rate_limiter(drv.vdev, &none, &err) == 0);
+    REQUIRE(vdriver_wait_used(&drv, 0, 1, 2000));
+    CHECK(now_ms() - start < 90); /* sooner than the retry period */
+    check_reads(bufs, 2);
+    virtio_blk_get_rate_limiter(drv.vdev, &got);
+    CHECK_EQ_U64(got.ops.size, 0);
+
+    /* A bad configuration is refused with the field named, and the limits stay. */
+    slow.bandwidth = (struct token_bucket_config){.size = 1, .refill_time_ms = UINT64_MAX};
+    CHECK_EQ_I64(virtio_blk_set_rate_limiter(drv.vdev, &slow, &err), -EINVAL);
+    REQUIRE(err);
+    CHECK_STR_CONTAINS(err->msg, "drive 'rootfs': rate_limiter: bandwidth.refill_time_ms");
+    vr_error_free(&err);
+    virtio_blk_get_rate_limiter(drv.vdev, &got);
+    CHECK_EQ_U64(got.ops.size + got.bandwidth.size, 0);
+    teardown();
+}
+
+/* A reset drops the held request with the rest; the device serves afterwards. */
+TEST(rate_limiter_reset_drops_held_request)
+{
+    uint64_t bufs[3], in;
+
+    test_limits = (struct rate_limiter_config){.ops = {.size = 2, .refill_time_ms = 200}};
+    SETUP(DISK_ENGINE_THREAD);
+    publish_reads(bufs, 3);
+    REQUIRE(vdriver_wait_used(&drv, 0, 2, 2000));
+    vdriver_status(&drv, 0);
+    vdriver_run(&drv, 150); /* the limiter's timer fires on a reset device */
+    CHECK_EQ_U64(vdriver_used_idx(&drv, 0), 2);
+    restart_driver();
+    in = vdriver_alloc(&drv, 4096);
+    CHECK_EQ_U64(blk_read(16, in, 4096), VIRTIO_BLK_S_OK);
+    CHECK_EQ_U64(hva(in, 4096)[4095], pattern(16 * 512 + 4095));
     teardown();
 }
 

@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -870,6 +871,7 @@ static const struct net_backend_ops fake_ops = {
 };
 
 static struct fake_backend fake_storage;
+static struct rate_limiter_config fake_rx_limits, fake_tx_limits; /* for the next setup */
 
 static bool setup_fake_device(void)
 {
@@ -882,6 +884,8 @@ static bool setup_fake_device(void)
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return false;
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    p.rx_rate_limiter = fake_rx_limits;
+    p.tx_rate_limiter = fake_tx_limits;
     fake = &fake_storage;
     *fake = (struct fake_backend){.be = {.ops = &fake_ops, .fd = sv[0]}, .peer = sv[1]};
     if (virtio_net_create_with_backend(&drv.mem, &drv.loop, &p, &fake->be, &vdev, &err) < 0) {
@@ -1101,6 +1105,161 @@ TEST(net_rx_hostile_tiny_mergeable_buffers_do_not_wedge)
     CHECK_EQ_U64(le16_at(vdriver_hva(&drv, buf + 10, 2)), 32);
     CHECK_EQ_U64(stats().rx_dropped, 1);
     CHECK(drv.vdev->active);
+    vdriver_destroy(&drv);
+}
+
+/* --- rate limiters --------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    return rate_limiter_now_ns() / 1000000;
+}
+
+/* Whether any event source of the loop is ready: a device that spins always has one. */
+static bool loop_has_ready_event(void)
+{
+    struct epoll_event ev[8];
+
+    return epoll_wait(drv.loop.epoll_fd, ev, 8, 0) > 0;
+}
+
+/* Frames the fake back end took from the guest, checked in order from `*next`. */
+static void receive_frames(unsigned int *next, size_t len)
+{
+    uint8_t buf[2048];
+    ssize_t got;
+
+    while ((got = recv(fake->peer, buf, sizeof(buf), 0)) > 0) {
+        CHECK_EQ_I64(got, (ssize_t)(HDR + len));
+        CHECK(frame_matches(buf + HDR, len, (uint8_t)*next));
+        (*next)++;
+    }
+}
+
+/*
+ * Two frames per 200 ms: of six frames two leave at once, the rest wait in
+ * the ring for the limiter's timer, and meanwhile nothing is ready on the
+ * event loop.
+ */
+TEST(net_tx_rate_limiter_holds_frames_until_its_timer)
+{
+    enum { N = 6 };
+    unsigned int received = 0;
+    uint64_t start;
+
+    fake_tx_limits = (struct rate_limiter_config){.ops = {.size = 2, .refill_time_ms = 200}};
+    REQUIRE(setup_fake_device());
+    vdriver_start(&drv, ALL_FEATURES);
+    start = now_ms();
+    for (int i = 0; i < N; i++)
+        put_tx_frame(100, (uint8_t)i, 0, 0, i == N - 1);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 2, 2000));
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, TXQ), 2);
+    CHECK_EQ_U64(fake->sends, 2);
+    CHECK(stats().tx_rate_limiter_throttled >= 1);
+    if (now_ms() - start < 80) { /* the timer (100 ms) has not fired yet */
+        usleep(5000);
+        CHECK(!loop_has_ready_event());
+    }
+    REQUIRE(vdriver_wait_used(&drv, TXQ, N - 2, 3000));
+    CHECK(now_ms() - start >= 90);
+    receive_frames(&received, 100);
+    CHECK_EQ_U64(received, N);
+    /* Bytes count the header: each frame took 1 operation and 112 bytes. */
+    CHECK_EQ_U64(stats().tx_packets, N);
+    vdriver_destroy(&drv);
+}
+
+/* The same on receive: frames wait (in the back end or read already) and arrive in order. */
+static void rx_rate_limited(uint32_t buffer_len)
+{
+    enum { N = 6 };
+    uint64_t bufs[N], start;
+
+    fake_rx_limits = (struct rate_limiter_config){.ops = {.size = 2, .refill_time_ms = 200}};
+    REQUIRE(setup_fake_device());
+    vdriver_start(&drv, ALL_FEATURES);
+    for (int i = 0; i < N; i++)
+        bufs[i] = add_rx_buffer(buffer_len);
+    start = now_ms();
+    for (int i = 0; i < N; i++)
+        REQUIRE(fake_inject(100, (uint8_t)i));
+    REQUIRE(vdriver_wait_used(&drv, RXQ, 2, 2000));
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, RXQ), 2);
+    CHECK(stats().rx_rate_limiter_throttled >= 1);
+    if (now_ms() - start < 80) {
+        usleep(5000);
+        CHECK(!loop_has_ready_event());
+    }
+    REQUIRE(vdriver_wait_used(&drv, RXQ, N - 2, 3000));
+    CHECK(now_ms() - start >= 90);
+    for (int i = 0; i < N; i++)
+        CHECK(frame_matches(vdriver_hva(&drv, bufs[i] + HDR, 100), 100, (uint8_t)i));
+    CHECK_EQ_U64(stats().rx_packets, N);
+    CHECK_EQ_U64(stats().rx_dropped, 0);
+    vdriver_destroy(&drv);
+}
+
+/* Small buffers: frames go through the bounce buffer. */
+TEST(net_rx_rate_limiter_holds_bounced_frames)
+{
+    rx_rate_limited(2048);
+}
+
+/* Buffers that take any frame: read straight into guest memory, held there. */
+TEST(net_rx_rate_limiter_holds_frames_read_into_guest_buffers)
+{
+    rx_rate_limited(65562);
+}
+
+/*
+ * Limits added to a running device, one direction at a time; lifting one
+ * lets what it held go at once, and the other direction stays as it was.
+ */
+TEST(net_rate_limiters_live_update)
+{
+    struct rate_limiter_config slow = {.ops = {.size = 1, .refill_time_ms = 60000}};
+    struct rate_limiter_config none = {0}, rx, tx;
+    struct vr_error *err = NULL;
+    unsigned int received = 0;
+    uint64_t start;
+
+    REQUIRE(setup_fake_device());
+    vdriver_start(&drv, ALL_FEATURES);
+    REQUIRE(virtio_net_set_rate_limiters(drv.vdev, NULL, &slow, &err) == 0);
+    virtio_net_get_rate_limiters(drv.vdev, &rx, &tx);
+    CHECK_EQ_U64(rx.ops.size + rx.bandwidth.size, 0);
+    CHECK_EQ_U64(tx.ops.size, 1);
+    put_tx_frame(100, 0, 0, 0, false);
+    put_tx_frame(100, 1, 0, 0, true);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    vdriver_run(&drv, 250);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, TXQ), 1);
+    /* Receive is not limited meanwhile. */
+    add_rx_buffer(2048);
+    REQUIRE(fake_inject(100, 9));
+    REQUIRE(vdriver_wait_used(&drv, RXQ, 1, 2000));
+
+    start = now_ms();
+    REQUIRE(virtio_net_set_rate_limiters(drv.vdev, &slow, &none, &err) == 0);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    CHECK(now_ms() - start < 90); /* sooner than the retry period */
+    receive_frames(&received, 100);
+    CHECK_EQ_U64(received, 2);
+    virtio_net_get_rate_limiters(drv.vdev, &rx, &tx);
+    CHECK_EQ_U64(rx.ops.size, 1);
+    CHECK_EQ_U64(tx.ops.size, 0);
+
+    /* A bad configuration changes neither direction. */
+    slow.ops.refill_time_ms = UINT64_MAX;
+    CHECK_EQ_I64(virtio_net_set_rate_limiters(drv.vdev, &none, &slow, &err), -EINVAL);
+    REQUIRE(err);
+    CHECK_STR_CONTAINS(err->msg, "tx_rate_limiter: ops.refill_time_ms");
+    vr_error_free(&err);
+    virtio_net_get_rate_limiters(drv.vdev, &rx, &tx);
+    CHECK_EQ_U64(rx.ops.size, 1);
     vdriver_destroy(&drv);
 }
 

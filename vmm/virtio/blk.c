@@ -25,6 +25,14 @@
  * the data whatever lies between, split across buffers as the driver
  * likes. A request that breaks the rules is answered with IOERR (UNSUPP
  * for an unknown type or flag) and the device goes on serving.
+ *
+ * An optional rate limiter (vmm/ratelimit.h) charges each request with a
+ * readable header one operation, and reads and writes their data length
+ * in bytes, as Firecracker does. A request it refuses keeps its slot and
+ * goes first once the limiter's timer fires; meanwhile nothing more is
+ * taken from the ring, notifications stay off and the recheck timer is
+ * not armed, so a throttled device sleeps. Without a limit the only cost
+ * is one flag test per request.
  */
 #include "blk.h"
 
@@ -58,6 +66,7 @@ struct blk_req {
     struct blk_req *next_free;
     uint16_t head;
     uint32_t type;
+    uint64_t sector;
     uint8_t *status;   /* the last device-writable byte */
     uint32_t used_len; /* device-writable bytes written on success, status included */
     uint64_t bytes;    /* data moved, for the counters */
@@ -84,6 +93,11 @@ struct virtio_blk {
     struct virtio_blk_stats stats;
     struct blk_req *free_list;
     struct blk_req *reqs;
+    struct rate_limiter limiter;
+    struct event_source limiter_src; /* its timerfd, registered once it has one */
+    bool limiter_watched;
+    struct blk_req *held; /* refused by the limiter: the next to go, with held_elem */
+    struct virtq_elem held_elem;
 };
 
 static struct virtio_blk *to_blk(const struct virtio_device *vdev)
@@ -382,12 +396,15 @@ static void handle_zeroes(struct virtio_blk *blk, struct blk_req *req,
     start_segment(blk, req);
 }
 
-static void handle_request(struct virtio_blk *blk, struct blk_req *req,
-                           const struct virtq_elem *elem)
+/*
+ * Read the header, once: the guest may change it meanwhile. False when the
+ * request is answered already (no status byte, header too short).
+ */
+static bool begin_request(struct virtio_blk *blk, struct blk_req *req,
+                          const struct virtq_elem *elem)
 {
     uint8_t hdr[HDR_SIZE];
     struct iovec *last;
-    uint64_t sector;
 
     req->head = elem->head;
     req->type = UINT32_MAX;
@@ -398,7 +415,7 @@ static void handle_request(struct virtio_blk *blk, struct blk_req *req,
         log_ratelimited(LOG_WARN, "virtio-blk '%s': request has no device-writable status byte",
                         blk->path);
         complete_without_status(blk, req);
-        return;
+        return false;
     }
     last = &req->iov[elem->out_num + elem->in_num - 1];
     req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
@@ -406,14 +423,20 @@ static void handle_request(struct virtio_blk *blk, struct blk_req *req,
         log_ratelimited(LOG_WARN, "virtio-blk '%s': request header is shorter than 16 bytes",
                         blk->path);
         complete(blk, req, VIRTIO_BLK_S_IOERR);
-        return;
+        return false;
     }
     req->type = get_le32(hdr);
-    sector = get_le64(hdr + 8);
+    req->sector = get_le64(hdr + 8);
+    return true;
+}
+
+/* Carry out a request begin_request accepted. */
+static void run_request(struct virtio_blk *blk, struct blk_req *req, const struct virtq_elem *elem)
+{
     switch (req->type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT:
-        handle_rw(blk, req, elem, sector);
+        handle_rw(blk, req, elem, req->sector);
         break;
     case VIRTIO_BLK_T_FLUSH:
         if (blk->read_only) {
@@ -438,10 +461,41 @@ static void handle_request(struct virtio_blk *blk, struct blk_req *req,
     }
 }
 
+/* What a request costs the limiter: Firecracker's charges (data bytes for reads and writes). */
+static uint64_t request_bytes(const struct blk_req *req, const struct virtq_elem *elem)
+{
+    if (req->type == VIRTIO_BLK_T_IN)
+        return elem->in_len - 1; /* less the status byte */
+    if (req->type == VIRTIO_BLK_T_OUT && elem->out_len > HDR_SIZE)
+        return elem->out_len - HDR_SIZE;
+    return 0;
+}
+
 /*
- * Take what the ring holds until it is empty or every request slot is
- * busy. Notifications stay off while operations are in flight (see the top
- * of the file). 0 or -EINVAL.
+ * Run the request if the limiter lets it through; else hold it (its slot
+ * stays taken) for the limiter's timer to bring back. False when held.
+ */
+static bool admit(struct virtio_blk *blk, struct blk_req *req, const struct virtq_elem *elem)
+{
+    if (rate_limiter_active(&blk->limiter) &&
+        !rate_limiter_consume(&blk->limiter, request_bytes(req, elem), 1)) {
+        blk->stats.rate_limiter_throttled_events++;
+        if (blk->held != req) {
+            blk->held = req;
+            blk->held_elem = *elem;
+        }
+        return false;
+    }
+    blk->held = NULL;
+    run_request(blk, req, elem);
+    return true;
+}
+
+/*
+ * Take what the ring holds until it is empty, every request slot is busy,
+ * or the rate limiter holds a request back. Notifications stay off while
+ * operations are in flight (see the top of the file) and while a request
+ * is held. 0 or -EINVAL.
  */
 static int take_requests(struct virtio_blk *blk, struct virtq *vq)
 {
@@ -449,6 +503,8 @@ static int take_requests(struct virtio_blk *blk, struct virtq *vq)
 
     for (;;) {
         virtq_disable_notify(vq);
+        if (blk->held && !admit(blk, blk->held, &blk->held_elem))
+            return 0;
         while (blk->free_list) {
             struct blk_req *req = blk->free_list;
             struct virtq_elem elem;
@@ -457,7 +513,8 @@ static int take_requests(struct virtio_blk *blk, struct virtq *vq)
             if (ret <= 0)
                 break;
             blk->free_list = req->next_free;
-            handle_request(blk, req, &elem);
+            if (begin_request(blk, req, &elem) && !admit(blk, req, &elem))
+                return 0;
         }
         if (ret < 0)
             return ret;
@@ -505,7 +562,8 @@ static void process_queue(struct virtio_blk *blk, struct virtq *vq)
         virtio_device_broken(&blk->vdev, vq->error);
         return;
     }
-    recheck_set(blk, vq->notify_suppressed);
+    /* A held request waits for the limiter's timer: rechecking the ring would not help it. */
+    recheck_set(blk, vq->notify_suppressed && !blk->held);
     signal_now(blk, vq);
 }
 
@@ -558,6 +616,19 @@ static void on_recheck(struct event_source *src, uint32_t events)
     virtio_unlock(&blk->vdev);
 }
 
+/* The rate limiter's timer: it may let requests through again (event loop). */
+static void on_limiter_timer(struct event_source *src, uint32_t events)
+{
+    struct virtio_blk *blk = container_of(src, struct virtio_blk, limiter_src);
+    struct virtq *vq = &blk->vdev.queues[0];
+
+    (void)events;
+    virtio_lock(&blk->vdev);
+    if (rate_limiter_on_timer(&blk->limiter) && blk->vdev.active && vq->enabled && !vq->broken)
+        process_queue(blk, vq);
+    virtio_unlock(&blk->vdev);
+}
+
 /* --- device ops ---------------------------------------------------------------------------- */
 
 static void blk_read_config(struct virtio_device *vdev, uint32_t offset, uint8_t *data,
@@ -574,6 +645,7 @@ static int blk_activate(struct virtio_device *vdev)
 
 static void reset_slots(struct virtio_blk *blk)
 {
+    blk->held = NULL;
     blk->free_list = NULL;
     for (unsigned int i = VIRTIO_BLK_QUEUE_SIZE; i-- > 0;)
         release(blk, &blk->reqs[i]);
@@ -615,6 +687,9 @@ static void blk_destroy(struct virtio_device *vdev)
         event_loop_remove(vdev->loop, &blk->recheck);
     if (blk->recheck.fd >= 0)
         close(blk->recheck.fd);
+    if (blk->limiter_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &blk->limiter_src);
+    rate_limiter_destroy(&blk->limiter);
     disk_close(blk->disk);
     virtio_device_cleanup(vdev);
     free(blk->reqs);
@@ -634,6 +709,22 @@ static const struct virtio_device_ops blk_ops = {
 };
 
 /* --- construction and the API -------------------------------------------------------------- */
+
+/* Register the limiter's timerfd once it has one (at creation, or with the first limit). */
+static int watch_limiter(struct virtio_blk *blk, struct vr_error **err)
+{
+    int ret;
+
+    if (blk->limiter_watched || rate_limiter_fd(&blk->limiter) < 0)
+        return 0;
+    blk->limiter_src =
+        (struct event_source){.fd = rate_limiter_fd(&blk->limiter), .handler = on_limiter_timer};
+    ret = event_loop_add(blk->vdev.loop, &blk->limiter_src, EPOLLIN, err);
+    if (ret < 0)
+        return vr_error_wrap(err, "rate limiter");
+    blk->limiter_watched = true;
+    return 0;
+}
 
 static void set_serial(struct virtio_blk *blk, const struct virtio_blk_options *opts)
 {
@@ -674,6 +765,7 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
         return vr_error_set(err, ENOMEM, "virtio-blk '%s'", path);
     blk->done_src.fd = -1;
     blk->recheck.fd = -1;
+    rate_limiter_init(&blk->limiter);
     for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
         blk->vdev.queues[i].kick.fd = -1;
     blk->read_only = opts->read_only;
@@ -685,6 +777,13 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
         goto fail_early;
     }
     reset_slots(blk);
+    ret = rate_limiter_set_config(&blk->limiter, &opts->rate_limiter, err);
+    if (ret < 0) {
+        vr_error_wrap(err, "rate_limiter");
+        if (opts->id)
+            vr_error_wrap(err, "drive '%s'", opts->id);
+        goto fail_early;
+    }
     ret = disk_open(opts->path, opts->read_only, opts->engine, VIRTIO_BLK_QUEUE_SIZE, op_done, blk,
                     &blk->disk, err);
     if (ret < 0) {
@@ -724,6 +823,9 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
     if (ret < 0)
         goto fail;
     blk->recheck_watched = true;
+    ret = watch_limiter(blk, err);
+    if (ret < 0)
+        goto fail;
     *out = &blk->vdev;
     return 0;
 
@@ -734,6 +836,7 @@ fail:
 
 fail_early:
     /* virtio_device_init has not run: no lock, no queues to clean up. */
+    rate_limiter_destroy(&blk->limiter);
     disk_close(blk->disk);
     free(blk->reqs);
     free(blk->id);
@@ -769,6 +872,34 @@ int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_
     virtio_config_changed(vdev);
     virtio_unlock(vdev);
     return 0;
+}
+
+int virtio_blk_set_rate_limiter(struct virtio_device *vdev, const struct rate_limiter_config *cfg,
+                                struct vr_error **err)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    struct rate_limiter_config old;
+    int ret;
+
+    virtio_lock(vdev);
+    rate_limiter_get_config(&blk->limiter, &old);
+    ret = rate_limiter_set_config(&blk->limiter, cfg, err);
+    if (ret < 0)
+        vr_error_wrap(err, "rate_limiter");
+    else if ((ret = watch_limiter(blk, err)) < 0)
+        /* Without its timer a throttled drive would never resume: keep the old limits. */
+        rate_limiter_set_config(&blk->limiter, &old, NULL);
+    virtio_unlock(vdev);
+    if (ret < 0 && blk->id)
+        vr_error_wrap(err, "drive '%s'", blk->id);
+    return ret;
+}
+
+void virtio_blk_get_rate_limiter(struct virtio_device *vdev, struct rate_limiter_config *out)
+{
+    virtio_lock(vdev);
+    rate_limiter_get_config(&to_blk(vdev)->limiter, out);
+    virtio_unlock(vdev);
 }
 
 void virtio_blk_stats(struct virtio_device *vdev, struct virtio_blk_stats *out)

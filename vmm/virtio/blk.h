@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "../backends/disk.h"
+#include "../ratelimit.h"
 #include "virtio.h"
 
 /* Feature bits (5.2.3). */
@@ -79,6 +80,7 @@ struct virtio_blk_options {
     const char *id;     /* drive id (Firecracker's drive_id); NULL allowed */
     const char *serial; /* VIRTIO_BLK_T_GET_ID string, at most 20 bytes; defaults to id */
     enum disk_engine engine;
+    struct rate_limiter_config rate_limiter; /* all zero: unlimited */
 };
 
 /* Counters since creation, for an API's metrics. */
@@ -93,6 +95,8 @@ struct virtio_blk_stats {
     uint64_t dropped;     /* in flight when the driver reset the device */
     uint32_t in_flight;   /* now */
     uint64_t capacity;    /* now, in 512-byte sectors */
+    /* Times the rate limiter held a request back (Firecracker's metric of that name). */
+    uint64_t rate_limiter_throttled_events;
 };
 
 /*
@@ -115,6 +119,17 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
  * lock held.
  */
 int virtio_blk_set_path(struct virtio_device *vdev, const char *path, struct vr_error **err);
+
+/*
+ * Change the drive's rate limiter while the guest runs (Firecracker's
+ * PATCH /drives rate_limiter): see rate_limiter_set_config for what
+ * happens to each bucket; all zero removes the limit. A device created
+ * without a limiter gets one. Takes the device lock; any thread. On error
+ * the old limits stay.
+ */
+int virtio_blk_set_rate_limiter(struct virtio_device *vdev, const struct rate_limiter_config *cfg,
+                                struct vr_error **err);
+void virtio_blk_get_rate_limiter(struct virtio_device *vdev, struct rate_limiter_config *out);
 
 /* Snapshot of the counters (takes the device lock). */
 void virtio_blk_stats(struct virtio_device *vdev, struct virtio_blk_stats *out);

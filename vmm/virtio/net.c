@@ -21,6 +21,14 @@
  * The back-end fd is edge-triggered: after an EPOLLIN the device reads
  * until EAGAIN, and remembers that more may wait when it had to stop
  * early (no guest buffers, or its per-turn budget spent).
+ *
+ * Rate limiters (vmm/ratelimit.h), one per direction, charge each frame
+ * one operation and its length with the virtio-net header in bytes, as
+ * Firecracker does. A transmit request they refuse stays pending; a
+ * received frame they refuse stays where it was read (the held chains or
+ * the bounce buffer), and nothing more is read while the limiter is
+ * blocked. Either way the direction stops, with notifications off, until
+ * the limiter's timerfd fires. Without a limit the cost is a flag test.
  */
 #include "net.h"
 
@@ -109,8 +117,9 @@ struct virtio_net {
     bool mergeable;  /* VIRTIO_NET_F_MRG_RXBUF negotiated */
     bool guest_csum; /* VIRTIO_NET_F_GUEST_CSUM negotiated */
 
-    /* Transmit: a request the back end had no room for waits here. */
+    /* Transmit: a request the back end had no room for, or the limiter refused, waits here. */
     bool tx_pending;
+    bool tx_charged;  /* the pending request got past the limiter already */
     bool tx_deferred; /* a kick was answered with one more event-loop turn (net_queue_notify) */
     struct virtq_elem tx_elem;
     struct iovec tx_iov[TX_IOV_MAX];
@@ -124,6 +133,11 @@ struct virtio_net {
     struct iovec rx_iov[RX_IOV_POOL];
     uint8_t *rx_bounce;   /* NET_PACKET_MAX bytes */
     size_t rx_bounce_len; /* a frame (with header) read but not delivered yet; 0 if none */
+    size_t rx_direct_len; /* a frame read into the held chains that the limiter held back */
+
+    struct rate_limiter rx_limiter, tx_limiter;
+    struct event_source rx_limiter_src, tx_limiter_src; /* their timerfds */
+    bool rx_limiter_watched, tx_limiter_watched;
 };
 
 static const struct virtio_device_ops net_ops;
@@ -165,22 +179,39 @@ static void watch_writable(struct virtio_net *n, bool wanted)
 }
 
 /*
- * Rate-limiter hooks, one per direction: a token bucket goes here. The
- * size of a received frame is known only once it is read, so receiving
- * asks before reading and rx_account() charges what was delivered. A
- * limiter that says no must arrange a later call to the queue's work.
+ * Rate-limiter hooks, one per direction. The size of a received frame is
+ * known only once it is read, so receiving asks before reading (is the
+ * limiter blocked?) and rx_charge() charges the frame before delivering
+ * it. A limiter that says no has armed its timer, whose handler resumes
+ * the direction (on_rx_limiter_timer, on_tx_limiter_timer).
  */
 static bool tx_may_send(struct virtio_net *n, size_t bytes)
 {
-    (void)n;
-    (void)bytes;
+    if (n->tx_charged || !rate_limiter_active(&n->tx_limiter))
+        return true;
+    if (!rate_limiter_consume(&n->tx_limiter, bytes, 1)) {
+        n->stats.tx_rate_limiter_throttled++;
+        return false;
+    }
+    /* The back end may still be full: a retry must not pay again. */
+    n->tx_charged = true;
     return true;
 }
 
 static bool rx_may_receive(struct virtio_net *n)
 {
-    (void)n;
-    return true;
+    if (!rate_limiter_is_blocked(&n->rx_limiter))
+        return true;
+    n->stats.rx_rate_limiter_throttled++;
+    return false;
+}
+
+static bool rx_charge(struct virtio_net *n, size_t bytes)
+{
+    if (!rate_limiter_active(&n->rx_limiter) || rate_limiter_consume(&n->rx_limiter, bytes, 1))
+        return true;
+    n->stats.rx_rate_limiter_throttled++;
+    return false;
 }
 
 static void rx_account(struct virtio_net *n, size_t frame_bytes)
@@ -191,7 +222,7 @@ static void rx_account(struct virtio_net *n, size_t frame_bytes)
 
 /* --- transmit ------------------------------------------------------------------------------ */
 
-enum tx_result { TX_SENT, TX_EMPTY, TX_FULL, TX_BROKEN };
+enum tx_result { TX_SENT, TX_EMPTY, TX_FULL, TX_THROTTLED, TX_BROKEN };
 
 static bool tx_refuse(struct virtio_net *n, const char *why)
 {
@@ -252,8 +283,6 @@ static bool tx_send_pending(struct virtio_net *n, struct virtq *vq)
     size_t len = n->tx_elem.out_len;
     ssize_t put;
 
-    if (!tx_may_send(n, len))
-        return false;
     put = n->backend->ops->send(n->backend, n->tx_iov, n->tx_elem.out_num);
     if (put == -EAGAIN) {
         watch_writable(n, true);
@@ -271,6 +300,7 @@ static bool tx_send_pending(struct virtio_net *n, struct virtq *vq)
     /* The device writes nothing into a transmit chain. */
     virtq_push(vq, n->tx_elem.head, 0);
     n->tx_pending = false;
+    n->tx_charged = false;
     return true;
 }
 
@@ -290,6 +320,8 @@ static enum tx_result tx_one(struct virtio_net *n, struct virtq *vq)
         }
         n->tx_pending = true;
     }
+    if (!tx_may_send(n, n->tx_elem.out_len))
+        return TX_THROTTLED;
     return tx_send_pending(n, vq) ? TX_SENT : TX_FULL;
 }
 
@@ -308,8 +340,8 @@ static void tx_process(struct virtio_net *n)
             virtio_device_broken(&n->vdev, vq->error);
             return;
         }
-        if (r == TX_FULL)
-            break; /* EPOLLOUT resumes; notifications stay off meanwhile */
+        if (r == TX_FULL || r == TX_THROTTLED)
+            break; /* EPOLLOUT or the limiter's timer resumes; notifications stay off meanwhile */
         if (r == TX_EMPTY) {
             if (!virtq_enable_notify(vq))
                 break;
@@ -330,6 +362,7 @@ enum rx_result {
     RX_PROGRESS,      /* a frame was delivered or dropped: go on */
     RX_NO_BUFFERS,    /* the guest must add buffers first */
     RX_BACKEND_EMPTY, /* nothing to read */
+    RX_THROTTLED,     /* the rate limiter's timer must fire first */
     RX_BROKEN,        /* the guest broke the ring */
 };
 
@@ -430,6 +463,8 @@ static enum rx_result rx_flush_bounce(struct virtio_net *n, struct virtq *vq)
     if (rx_take_buffers(n, vq, len) < 0)
         return RX_BROKEN;
     if (n->rx_capacity >= len) {
+        if (!rx_charge(n, len))
+            return RX_THROTTLED;
         buf_to_iov(n->rx_iov, n->rx_nr_iov, 0, n->rx_bounce, len);
         rx_complete(n, vq, len);
         n->rx_bounce_len = 0;
@@ -467,6 +502,16 @@ static enum rx_result rx_read_failed(struct virtio_net *n, ssize_t ret)
     return RX_BACKEND_EMPTY;
 }
 
+/* Deliver the frame read straight into the held chains, once the limiter lets it. */
+static enum rx_result rx_deliver_direct(struct virtio_net *n, struct virtq *vq)
+{
+    if (!rx_charge(n, n->rx_direct_len))
+        return RX_THROTTLED;
+    rx_complete(n, vq, n->rx_direct_len);
+    n->rx_direct_len = 0;
+    return RX_PROGRESS;
+}
+
 static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
 {
     struct iovec bounce = {.iov_base = n->rx_bounce, .iov_len = NET_PACKET_MAX};
@@ -475,8 +520,10 @@ static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
 
     if (n->rx_bounce_len)
         return rx_flush_bounce(n, vq);
+    if (n->rx_direct_len)
+        return rx_deliver_direct(n, vq);
     if (!rx_may_receive(n))
-        return RX_BACKEND_EMPTY;
+        return RX_THROTTLED;
     if (rx_take_buffers(n, vq, NET_PACKET_MAX) < 0)
         return RX_BROKEN;
     if (n->rx_nr_held == 0)
@@ -493,11 +540,16 @@ static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
         return RX_PROGRESS;
     }
     if (direct) {
-        rx_complete(n, vq, (size_t)got);
-        return RX_PROGRESS;
+        n->rx_direct_len = (size_t)got;
+        return rx_deliver_direct(n, vq);
     }
     n->rx_bounce_len = (size_t)got;
     return rx_flush_bounce(n, vq);
+}
+
+static bool rx_has_work(const struct virtio_net *n)
+{
+    return n->rx_maybe_readable || n->rx_bounce_len || n->rx_direct_len;
 }
 
 static void rx_process(struct virtio_net *n)
@@ -511,14 +563,14 @@ static void rx_process(struct virtio_net *n)
     for (budget = NET_BUDGET; budget > 0; budget--) {
         enum rx_result r;
 
-        if (!n->rx_maybe_readable && !n->rx_bounce_len)
+        if (!rx_has_work(n))
             break;
         r = rx_one(n, vq);
         if (r == RX_BROKEN) {
             virtio_device_broken(&n->vdev, vq->error);
             return;
         }
-        if (r == RX_BACKEND_EMPTY)
+        if (r == RX_BACKEND_EMPTY || r == RX_THROTTLED)
             break;
         if (r == RX_NO_BUFFERS) {
             /* Ask to be notified of new buffers, unless some arrived meanwhile. */
@@ -535,11 +587,6 @@ static void rx_process(struct virtio_net *n)
 
 /* --- events and device operations ------------------------------------------------------------ */
 
-static bool rx_has_work(const struct virtio_net *n)
-{
-    return n->rx_maybe_readable || n->rx_bounce_len;
-}
-
 static void on_backend_event(struct event_source *src, uint32_t events)
 {
     struct virtio_net *n = container_of(src, struct virtio_net, backend_src);
@@ -550,6 +597,38 @@ static void on_backend_event(struct event_source *src, uint32_t events)
     if (n->vdev.active && (events & EPOLLOUT) && n->tx_pending)
         tx_process(n);
     if (n->vdev.active && rx_has_work(n))
+        rx_process(n);
+    virtio_unlock(&n->vdev);
+}
+
+static bool queue_usable(const struct virtq *vq)
+{
+    return vq->enabled && !vq->broken;
+}
+
+/* The transmit limiter's timer: requests may leave again (event loop). */
+static void on_tx_limiter_timer(struct event_source *src, uint32_t events)
+{
+    struct virtio_net *n = container_of(src, struct virtio_net, tx_limiter_src);
+
+    (void)events;
+    virtio_lock(&n->vdev);
+    /* Also with nothing pending: notifications were left off while throttled. */
+    if (rate_limiter_on_timer(&n->tx_limiter) && n->vdev.active &&
+        queue_usable(&n->vdev.queues[TX_QUEUE]))
+        tx_process(n);
+    virtio_unlock(&n->vdev);
+}
+
+/* The receive limiter's timer: frames may reach the guest again (event loop). */
+static void on_rx_limiter_timer(struct event_source *src, uint32_t events)
+{
+    struct virtio_net *n = container_of(src, struct virtio_net, rx_limiter_src);
+
+    (void)events;
+    virtio_lock(&n->vdev);
+    if (rate_limiter_on_timer(&n->rx_limiter) && n->vdev.active &&
+        queue_usable(&n->vdev.queues[RX_QUEUE]) && rx_has_work(n))
         rx_process(n);
     virtio_unlock(&n->vdev);
 }
@@ -636,13 +715,14 @@ static void net_reset(struct virtio_device *vdev)
 
     /* All I/O is synchronous: forgetting the guest's chains is enough. */
     n->tx_pending = false;
+    n->tx_charged = false;
     n->tx_deferred = false;
     watch_writable(n, false);
     n->rx_nr_held = n->rx_nr_iov = 0;
     n->rx_capacity = 0;
-    if (n->rx_bounce_len) {
+    if (n->rx_bounce_len || n->rx_direct_len) {
         n->stats.rx_dropped++;
-        n->rx_bounce_len = 0;
+        n->rx_bounce_len = n->rx_direct_len = 0;
     }
 }
 
@@ -652,6 +732,12 @@ static void net_destroy(struct virtio_device *vdev)
 
     if (n->backend_events && vdev->loop && vdev->loop->epoll_fd >= 0)
         event_loop_remove(vdev->loop, &n->backend_src);
+    if (n->rx_limiter_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &n->rx_limiter_src);
+    if (n->tx_limiter_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &n->tx_limiter_src);
+    rate_limiter_destroy(&n->rx_limiter);
+    rate_limiter_destroy(&n->tx_limiter);
     net_backend_destroy(n->backend);
     virtio_device_cleanup(vdev);
     free(n->rx_bounce);
@@ -694,6 +780,60 @@ static int fill_config(struct virtio_net *n, const struct virtio_net_params *par
     return 0;
 }
 
+/* Register each limiter's timerfd once it has one (at creation, or with the first limit). */
+static int watch_limiters(struct virtio_net *n, struct vr_error **err)
+{
+    struct {
+        struct rate_limiter *rl;
+        struct event_source *src;
+        bool *watched;
+        event_handler handler;
+    } dirs[] = {
+        {&n->rx_limiter, &n->rx_limiter_src, &n->rx_limiter_watched, on_rx_limiter_timer},
+        {&n->tx_limiter, &n->tx_limiter_src, &n->tx_limiter_watched, on_tx_limiter_timer},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        int ret;
+
+        if (*dirs[i].watched || rate_limiter_fd(dirs[i].rl) < 0)
+            continue;
+        *dirs[i].src =
+            (struct event_source){.fd = rate_limiter_fd(dirs[i].rl), .handler = dirs[i].handler};
+        ret = event_loop_add(n->vdev.loop, dirs[i].src, EPOLLIN, err);
+        if (ret < 0)
+            return vr_error_wrap(err, "%s rate limiter", i == 0 ? "rx" : "tx");
+        *dirs[i].watched = true;
+    }
+    return 0;
+}
+
+/* Both directions' limits, all or nothing. NULL: that direction stays. */
+static int set_limits(struct virtio_net *n, const struct rate_limiter_config *rx,
+                      const struct rate_limiter_config *tx, struct vr_error **err)
+{
+    struct rate_limiter_config old_rx, old_tx;
+    int ret;
+
+    if (rx && (ret = rate_limiter_config_check(rx, err)) < 0)
+        return vr_error_wrap(err, "rx_rate_limiter");
+    if (tx && (ret = rate_limiter_config_check(tx, err)) < 0)
+        return vr_error_wrap(err, "tx_rate_limiter");
+    rate_limiter_get_config(&n->rx_limiter, &old_rx);
+    rate_limiter_get_config(&n->tx_limiter, &old_tx);
+    ret = rx ? rate_limiter_set_config(&n->rx_limiter, rx, err) : 0;
+    if (ret == 0 && tx)
+        ret = rate_limiter_set_config(&n->tx_limiter, tx, err);
+    if (ret == 0)
+        ret = watch_limiters(n, err);
+    if (ret < 0) {
+        /* Back to what was there; a limiter without its timer would never resume. */
+        rate_limiter_set_config(&n->rx_limiter, &old_rx, NULL);
+        rate_limiter_set_config(&n->tx_limiter, &old_tx, NULL);
+    }
+    return ret;
+}
+
 static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct event_loop *loop,
                     const struct virtio_net_params *params, struct vr_error **err)
 {
@@ -709,6 +849,9 @@ static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct
     if (params->id && (n->id = strdup(params->id)) == NULL)
         return vr_error_set(err, ENOMEM, "allocate the interface id");
     ret = fill_config(n, params, err);
+    if (ret < 0)
+        return ret;
+    ret = set_limits(n, &params->rx_rate_limiter, &params->tx_rate_limiter, err);
     if (ret < 0)
         return ret;
     /* Frames may be waiting already; the first activation reads them. */
@@ -734,6 +877,8 @@ int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_
         return vr_error_set(err, ENOMEM, "allocate virtio-net");
     }
     n->backend = backend;
+    rate_limiter_init(&n->rx_limiter);
+    rate_limiter_init(&n->tx_limiter);
     ret = net_init(n, mem, loop, params, err);
     if (ret < 0) {
         net_destroy(&n->vdev);
@@ -767,6 +912,44 @@ void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out)
         return;
     virtio_lock(vdev);
     *out = to_net(vdev)->stats;
+    virtio_unlock(vdev);
+}
+
+int virtio_net_set_rate_limiters(struct virtio_device *vdev, const struct rate_limiter_config *rx,
+                                 const struct rate_limiter_config *tx, struct vr_error **err)
+{
+    struct virtio_net *n;
+    int ret;
+
+    if (vdev == NULL || vdev->ops != &net_ops)
+        return vr_error_new(err, EINVAL, "not a virtio-net device");
+    n = to_net(vdev);
+    virtio_lock(vdev);
+    ret = set_limits(n, rx, tx, err);
+    virtio_unlock(vdev);
+    if (ret < 0 && n->id)
+        vr_error_wrap(err, "network interface '%s'", n->id);
+    return ret;
+}
+
+void virtio_net_get_rate_limiters(struct virtio_device *vdev, struct rate_limiter_config *rx,
+                                  struct rate_limiter_config *tx)
+{
+    struct virtio_net *n;
+
+    if (vdev == NULL || vdev->ops != &net_ops) {
+        if (rx)
+            memset(rx, 0, sizeof(*rx));
+        if (tx)
+            memset(tx, 0, sizeof(*tx));
+        return;
+    }
+    n = to_net(vdev);
+    virtio_lock(vdev);
+    if (rx)
+        rate_limiter_get_config(&n->rx_limiter, rx);
+    if (tx)
+        rate_limiter_get_config(&n->tx_limiter, tx);
     virtio_unlock(vdev);
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "../backends/net_backend.h"
+#include "../ratelimit.h"
 #include "virtio.h"
 
 struct virtio_net_params {
@@ -20,6 +21,9 @@ struct virtio_net_params {
     uint8_t mac[6];
     bool has_mac;   /* else a random locally administered unicast MAC, 02:xx:xx:xx:xx:xx */
     const char *id; /* interface id (Firecracker's iface_id), for messages; may be NULL */
+    /* Frames to the guest and from it; all zero: unlimited. Bytes count the virtio-net header. */
+    struct rate_limiter_config rx_rate_limiter;
+    struct rate_limiter_config tx_rate_limiter;
 };
 
 struct virtio_net_stats {
@@ -29,6 +33,8 @@ struct virtio_net_stats {
     uint64_t tx_bytes, tx_packets; /* taken by the back end */
     uint64_t tx_dropped;           /* malformed guest requests the device refused */
     uint64_t tx_errors;            /* frames the back end refused (e.g. EIO: the tap is down) */
+    /* Times a rate limiter held the direction back (Firecracker's metrics of these names). */
+    uint64_t rx_rate_limiter_throttled, tx_rate_limiter_throttled;
 };
 
 /* Open the tap `params->tap_name` and create the device on it. */
@@ -44,6 +50,19 @@ int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_
                                    const struct virtio_net_params *params,
                                    struct net_backend *backend, struct virtio_device **out,
                                    struct vr_error **err);
+
+/*
+ * Change the rate limiters while the guest runs (Firecracker's PATCH
+ * /network-interfaces): NULL leaves that direction as it is; see
+ * rate_limiter_set_config for what happens to each bucket; all zero
+ * removes the limit. Takes the device lock; any thread. On error neither
+ * direction changed.
+ */
+int virtio_net_set_rate_limiters(struct virtio_device *vdev, const struct rate_limiter_config *rx,
+                                 const struct rate_limiter_config *tx, struct vr_error **err);
+/* The current limits; NULL for a direction not wanted. */
+void virtio_net_get_rate_limiters(struct virtio_device *vdev, struct rate_limiter_config *rx,
+                                  struct rate_limiter_config *tx);
 
 /* A snapshot of the counters; any thread. Zeros for a device that is not virtio-net. */
 void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out);
