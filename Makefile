@@ -15,7 +15,7 @@ LDLIBS   := -pthread -luring -ljansson
 
 LIB_SRCS := lib/err.c lib/log.c lib/util.c
 VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/instance.c vmm/machine.c \
-            vmm/memory.c vmm/ratelimit.c vmm/vcpu.c vmm/vm.c \
+            vmm/memory.c vmm/metrics.c vmm/ratelimit.c vmm/vcpu.c vmm/vm.c \
             vmm/boot/acpi.c vmm/boot/aml.c vmm/boot/boot.c vmm/boot/bzimage.c vmm/boot/e820.c \
             vmm/boot/elf.c vmm/boot/smbios.c vmm/boot/x86.c \
             vmm/devices/acpi_pm.c vmm/devices/i8042.c vmm/devices/pci_host.c \

@@ -344,6 +344,73 @@ static const char *exit_reason_name(uint32_t reason)
     }
 }
 
+/* Only this vCPU's thread writes its counters: a relaxed load and store, no locked add. */
+static void count(_Atomic uint64_t *counter)
+{
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void count_exit(struct vcpu *vcpu)
+{
+    struct vcpu_exit_counters *c = &vcpu->exit_counters;
+    const struct kvm_run *run = vcpu->run;
+
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        count(run->io.direction == KVM_EXIT_IO_IN ? &c->io_in : &c->io_out);
+        break;
+    case KVM_EXIT_MMIO:
+        count(run->mmio.is_write ? &c->mmio_write : &c->mmio_read);
+        break;
+    case KVM_EXIT_HLT:
+        count(&c->hlt);
+        break;
+    case KVM_EXIT_INTR:
+        count(&c->intr);
+        break;
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+        count(&c->irq_window_open);
+        break;
+    case KVM_EXIT_SHUTDOWN:
+        count(&c->shutdown);
+        break;
+    case KVM_EXIT_SYSTEM_EVENT:
+        count(&c->system_event);
+        break;
+    case KVM_EXIT_FAIL_ENTRY:
+        count(&c->fail_entry);
+        break;
+    case KVM_EXIT_INTERNAL_ERROR:
+        count(&c->internal_error);
+        break;
+    default:
+        count(&c->other);
+        break;
+    }
+}
+
+void vcpu_exit_counts(const struct vcpu *vcpu, struct vcpu_exit_counts *out)
+{
+    const struct vcpu_exit_counters *c = &vcpu->exit_counters;
+
+#define VCPU_COUNT_LOAD(field) out->field = atomic_load_explicit(&c->field, memory_order_relaxed)
+    VCPU_COUNT_LOAD(io_in);
+    VCPU_COUNT_LOAD(io_out);
+    VCPU_COUNT_LOAD(mmio_read);
+    VCPU_COUNT_LOAD(mmio_write);
+    VCPU_COUNT_LOAD(hlt);
+    VCPU_COUNT_LOAD(intr);
+    VCPU_COUNT_LOAD(irq_window_open);
+    VCPU_COUNT_LOAD(shutdown);
+    VCPU_COUNT_LOAD(system_event);
+    VCPU_COUNT_LOAD(fail_entry);
+    VCPU_COUNT_LOAD(internal_error);
+    VCPU_COUNT_LOAD(other);
+    VCPU_COUNT_LOAD(failures);
+#undef VCPU_COUNT_LOAD
+}
+
 /* On request (SIGUSR2): where this vCPU is, as one write so vCPUs do not interleave. */
 static void print_report(struct vcpu *vcpu)
 {
@@ -413,9 +480,11 @@ static void *vcpu_thread(void *arg)
         } else {
             vcpu->exits++;
             vcpu->last_exit = vcpu->run->exit_reason;
+            count_exit(vcpu);
             report = handle_exit(vcpu);
         }
         if (report) {
+            count(&vcpu->exit_counters.failures);
             vcpu->env->fatal(vcpu->env->ctx, report);
             break;
         }

@@ -35,6 +35,26 @@ struct vcpu_gate {
     unsigned int parked;
 };
 
+/*
+ * KVM exits by reason since the vCPU started, for the metrics (names after
+ * Firecracker's vcpu group where it has one). `failures` counts what ended
+ * the VM: KVM_RUN errors and fatal exits.
+ */
+struct vcpu_exit_counts {
+    uint64_t io_in, io_out, mmio_read, mmio_write;
+    uint64_t hlt, intr, irq_window_open, shutdown, system_event;
+    uint64_t fail_entry, internal_error, other;
+    uint64_t failures;
+};
+
+/* The same, written by the vCPU thread alone (relaxed: no locked instruction per exit). */
+struct vcpu_exit_counters {
+    _Atomic uint64_t io_in, io_out, mmio_read, mmio_write;
+    _Atomic uint64_t hlt, intr, irq_window_open, shutdown, system_event;
+    _Atomic uint64_t fail_entry, internal_error, other;
+    _Atomic uint64_t failures;
+};
+
 /* What a vCPU needs from the machine around it. */
 struct vcpu_env {
     const struct bus *pio;
@@ -61,6 +81,7 @@ struct vcpu {
     _Atomic bool report_requested;
     uint64_t exits;     /* KVM_RUN returns with an exit to handle */
     uint32_t last_exit; /* its reason (KVM_EXIT_*) */
+    struct vcpu_exit_counters exit_counters;
 };
 
 int vcpu_create(struct vcpu *vcpu, const struct vm *vm, unsigned int index,
@@ -92,6 +113,8 @@ void vcpu_kick(struct vcpu *vcpu);
  */
 void vcpu_request_report(struct vcpu *vcpu);
 void vcpu_join(struct vcpu *vcpu);
+/* A snapshot of the exit counters; any thread, no lock (each counter is read atomically). */
+void vcpu_exit_counts(const struct vcpu *vcpu, struct vcpu_exit_counts *out);
 void vcpu_destroy(struct vcpu *vcpu);
 
 /* Signal used to kick vCPU threads out of KVM_RUN; install before starting vCPUs. */
