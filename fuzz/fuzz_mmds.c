@@ -149,7 +149,7 @@ static void check_frame(struct fuzz_state *st, const uint8_t *f, size_t len)
 static void send_segment(struct fuzz_state *st, unsigned int slot, uint8_t flags, int8_t seq_off,
                          uint16_t window, const uint8_t *payload, size_t len)
 {
-    static uint8_t f[ETH_HEADER_BYTES + IPV4_HEADER_BYTES + TCP_HEADER_BYTES + 256];
+    static uint8_t f[MMDS_TCP_FRAME_OVERHEAD + TCP_MSS_OPTION + 256];
     struct fuzz_guest *g = &st->guests[slot];
     struct mmds_tcp_out out = {
         .src_mac = guest_mac,

@@ -560,15 +560,15 @@ TEST(answer_v2_tokens)
     set_version(s, MMDS_V2, false);
 
     /* Bad TTLs, no TTL, a proxy, the wrong path. */
-    static const char *const bad_ttl[] = {"X-metadata-token-ttl-seconds: 0",
-                                          "X-metadata-token-ttl-seconds: 21601",
-                                          "X-metadata-token-ttl-seconds: -5",
-                                          "X-metadata-token-ttl-seconds: 1e3",
-                                          "X-metadata-token-ttl-seconds: 99999999999",
-                                          "X-metadata-token-ttl-seconds:",
-                                          "Some-Other-Header: 60",
-                                          "X-metadata-token-ttl-seconds: 60\r\n"
-                                          "X-Forwarded-For: 10.0.0.1"};
+    static const char *const bad_ttl[] = {
+        "X-metadata-token-ttl-seconds: 0",
+        "X-metadata-token-ttl-seconds: 21601",
+        "X-metadata-token-ttl-seconds: -5",
+        "X-metadata-token-ttl-seconds: 1e3",
+        "X-metadata-token-ttl-seconds: 99999999999",
+        "X-metadata-token-ttl-seconds:",
+        "Some-Other-Header: 60",
+        "X-metadata-token-ttl-seconds: 60\r\nX-Forwarded-For: 1.2.3.4"};
     for (size_t i = 0; i < ARRAY_SIZE(bad_ttl); i++)
         CHECK(get_token(s, bad_ttl[i], 400) == NULL);
     ask(s, "PUT /latest/api/other HTTP/1.1\r\nX-metadata-token-ttl-seconds: 60\r\n\r\n", 404, &a);
