@@ -21,6 +21,7 @@ VMM_SRCS := vmm/bus.c vmm/console.c vmm/cpuid.c vmm/event_loop.c vmm/instance.c 
             vmm/devices/acpi_pm.c vmm/devices/i8042.c vmm/devices/pci_host.c \
             vmm/devices/serial.c \
             $(sort $(wildcard vmm/virtio/*.c vmm/backends/*.c)) \
+            $(sort $(wildcard vmm/mmds/*.c)) \
             $(sort $(wildcard api/*.c))
 MAIN_SRC := vmm/main.c
 
