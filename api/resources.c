@@ -467,6 +467,11 @@ static int check_machine(const struct vm_resources *r, const struct vm_machine *
         return res_error(err, EINVAL, ctx, "vcpu_count",
                          "with smt enabled the number of vCPUs must be 1 or even (got %u)",
                          m->vcpu_count);
+    /* Refused rather than ignored: the guest would see one thread per core all the same. */
+    if (m->smt)
+        return res_error(err, ENOTSUP, ctx, "smt",
+                         "vireo-vmm presents one thread per core; SMT topology is not "
+                         "supported yet");
     if (m->huge_pages == VM_HUGE_PAGES_2M && m->mem_size_mib % 2)
         return res_error(err, EINVAL, ctx, "mem_size_mib",
                          "with 2M huge pages the memory size must be a multiple of 2 MiB (got "
@@ -1607,17 +1612,29 @@ static char *build_cmdline(const struct vm_resources *r)
     const char *base = r->boot_source.boot_args ? r->boot_source.boot_args : VM_DEFAULT_BOOT_ARGS;
     const struct vm_drive *root =
         r->nr_drives && r->drives[0].is_root_device ? &r->drives[0] : NULL;
-    const char *sep = base[0] ? " " : "";
+    /* The kernel hands everything after " -- " to init: root= goes before it. */
+    const char *init = strncmp(base, "-- ", 3) == 0 ? base : strstr(base, " -- ");
+    int kernel_len = init ? (int)(init - base) : (int)strlen(base);
+    char root_arg[128 + VM_MAX_ID_LEN];
     char *out = NULL;
     int n;
 
     if (root == NULL)
         return strdup(base);
     if (root->partuuid)
-        n = asprintf(&out, "%s%sroot=PARTUUID=%s %s", base, sep, root->partuuid,
-                     root->is_read_only ? "ro" : "rw");
+        snprintf(root_arg, sizeof(root_arg), "root=PARTUUID=%s %s", root->partuuid,
+                 root->is_read_only ? "ro" : "rw");
     else
-        n = asprintf(&out, "%s%sroot=/dev/vda %s", base, sep, root->is_read_only ? "ro" : "rw");
+        snprintf(root_arg, sizeof(root_arg), "root=/dev/vda %s", root->is_read_only ? "ro" : "rw");
+    n = asprintf(&out, "%.*s%s%s%s", kernel_len, base, kernel_len ? " " : "", root_arg,
+                 init ? (init == base ? " " : "") : "");
+    if (n >= 0 && init) {
+        char *joined = NULL;
+
+        n = asprintf(&joined, "%s%s", out, init);
+        free(out);
+        out = joined;
+    }
     return n < 0 ? NULL : out;
 }
 

@@ -16,6 +16,8 @@
 #include "../vmm/machine.h"
 #include "../vmm/virtio/balloon.h"
 #include "json.h"
+#include "resources.h"
+#include "routes_internal.h"
 
 #ifndef VIREO_VERSION
 #define VIREO_VERSION "0.1.0"
@@ -31,12 +33,12 @@ static bool path_is(const struct http_request *req, const char *path)
     return strcmp(req->path, path) == 0;
 }
 
-static void fault(struct http_response *resp, struct vr_error *err)
+void api_fault(struct http_response *resp, const struct vr_error *err)
 {
     http_response_fault(resp, 400, "%s", err ? err->msg : "invalid request");
 }
 
-static void fault_pre_boot(struct http_response *resp)
+void api_fault_pre_boot(struct http_response *resp)
 {
     http_response_fault(resp, 400,
                         "The requested operation is not supported before starting "
@@ -46,6 +48,7 @@ static void fault_pre_boot(struct http_response *resp)
 /* GET / */
 static void get_instance(const struct api_context *ctx, struct http_response *resp)
 {
+    metrics_api_requests(instance_metrics(ctx->instance))->get.instance_info_count++;
     json_t *info = json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id, "state",
                              instance_state_name(ctx->instance), "vmm_version", VIREO_VERSION,
                              "app_name", "vireo-vmm");
@@ -88,20 +91,27 @@ static void put_action(const struct api_context *ctx, const struct http_request 
     if (ret == 0 && strcmp(action.action_type, "SendCtrlAltDel") == 0) {
         if (ctx->machine == NULL) {
             json_decref(body);
-            fault_pre_boot(resp);
+            api_fault_pre_boot(resp);
             return;
         }
         ret = machine_send_ctrl_alt_del(ctx->machine, &err);
-    } else if (ret == 0 && strcmp(action.action_type, "InstanceStart") == 0 && ctx->machine) {
-        ret = vr_error_new(&err, EINVAL,
-                           "The requested operation is not supported after "
-                           "starting the microVM.");
+    } else if (ret == 0 && strcmp(action.action_type, "InstanceStart") == 0) {
+        if (ctx->machine)
+            ret = vr_error_new(&err, EINVAL,
+                               "The requested operation is not supported after "
+                               "starting the microVM.");
+        else
+            ret = instance_start_configured(ctx->instance, &err);
+    } else if (ret == 0 && strcmp(action.action_type, "FlushMetrics") == 0) {
+        ret = instance_flush_metrics(ctx->instance, &err);
     } else if (ret == 0) {
         ret = vr_error_new(&err, EINVAL, "action_type: unknown action \"%s\"", action.action_type);
     }
     json_decref(body);
+    metrics_api_requests(instance_metrics(ctx->instance))->put.actions_count++;
     if (ret < 0) {
-        fault(resp, err);
+        metrics_api_requests(instance_metrics(ctx->instance))->put.actions_fails++;
+        api_fault(resp, err);
         return;
     }
     http_response_set_status(resp, 204);
@@ -127,7 +137,7 @@ static void patch_vm(const struct api_context *ctx, const struct http_request *r
     int ret;
 
     if (ctx->machine == NULL) {
-        fault_pre_boot(resp);
+        api_fault_pre_boot(resp);
         return;
     }
     ret = parse_body(req, vm_state_fields, ARRAY_SIZE(vm_state_fields), &update, &body, &err);
@@ -140,7 +150,7 @@ static void patch_vm(const struct api_context *ctx, const struct http_request *r
                            update.state);
     json_decref(body);
     if (ret < 0) {
-        fault(resp, err);
+        api_fault(resp, err);
         return;
     }
     http_response_set_status(resp, 204);
@@ -176,7 +186,7 @@ static bool read_body(const struct http_request *req, const struct api_json_fiel
 
     json_decref(body);
     if (ret < 0)
-        fault(resp, err);
+        api_fault(resp, err);
     return ret == 0;
 }
 
@@ -201,7 +211,7 @@ static void patch_balloon(const struct api_context *ctx, const struct http_reque
     if (!read_body(req, balloon_update_fields, ARRAY_SIZE(balloon_update_fields), &update, resp))
         return;
     if (virtio_balloon_set_target(ctx->balloon, (uint32_t)update.amount_mib, &err) < 0) {
-        fault(resp, err);
+        api_fault(resp, err);
         return;
     }
     http_response_set_status(resp, 204);
@@ -214,7 +224,7 @@ static void get_balloon_stats(const struct api_context *ctx, struct http_respons
     json_t *out;
 
     if (virtio_balloon_stats(ctx->balloon, &stats, &err) < 0) {
-        fault(resp, err);
+        api_fault(resp, err);
         return;
     }
     out = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)stats.info.target_pages,
@@ -239,21 +249,72 @@ static void patch_balloon_stats(struct api_context *ctx, const struct http_reque
                    &update, resp))
         return;
     if (virtio_balloon_set_stats_interval(ctx->balloon, (uint32_t)update.interval, &err) < 0) {
-        fault(resp, err);
+        api_fault(resp, err);
         return;
     }
     ctx->balloon_stats_interval = (uint32_t)update.interval;
     http_response_set_status(resp, 204);
 }
 
+/*
+ * Before the start the balloon is a resource: GET shows it, PATCH changes
+ * its target or statistics interval.
+ */
+static void balloon_pre_boot(struct api_context *ctx, const struct http_request *req,
+                             struct http_response *resp)
+{
+    struct vm_resources *r = instance_resources(ctx->instance);
+    cleanup_error struct vr_error *err = NULL;
+    json_t *all = r->has_balloon ? vm_resources_to_json(r) : NULL;
+    json_t *balloon = all ? json_object_get(all, "balloon") : NULL;
+    json_t *body = NULL;
+    int ret;
+
+    if (balloon == NULL) {
+        json_decref(all);
+        http_response_fault(resp, 400, "No balloon device configured.");
+        return;
+    }
+    if (route_is(req, HTTP_METHOD_GET, "/balloon")) {
+        api_json_respond(resp, 200, json_incref(balloon));
+        json_decref(all);
+        return;
+    }
+    if (req->method != HTTP_METHOD_PATCH) {
+        json_decref(all);
+        if (route_is(req, HTTP_METHOD_GET, "/balloon/statistics"))
+            api_fault_pre_boot(resp); /* statistics come from a running guest */
+        else
+            http_response_invalid_route(resp, req);
+        return;
+    }
+    /* The PATCH body's one field over the current balloon, checked as a whole PUT would be. */
+    ret = api_json_parse_object(req, &body, &err);
+    if (ret == 0 && path_is(req, "/balloon"))
+        ret = api_json_read(body, balloon_update_fields, ARRAY_SIZE(balloon_update_fields), NULL,
+                            &(struct balloon_update){0}, &err);
+    else if (ret == 0)
+        ret = api_json_read(body, balloon_stats_update_fields,
+                            ARRAY_SIZE(balloon_stats_update_fields), NULL,
+                            &(struct balloon_stats_update){0}, &err);
+    if (ret == 0 && json_object_update_existing(balloon, body) < 0)
+        ret = vr_error_new(&err, ENOMEM, "balloon");
+    if (ret == 0)
+        ret = vm_resources_put_balloon(r, balloon, &err);
+    json_decref(body);
+    json_decref(all);
+    if (ret < 0) {
+        api_fault(resp, err);
+        return;
+    }
+    http_response_set_status(resp, 204);
+}
+
 static void balloon_route(struct api_context *ctx, const struct http_request *req,
                           struct http_response *resp)
 {
-    if (req->method == HTTP_METHOD_PUT && path_is(req, "/balloon")) {
-        /* Firecracker creates the balloon before boot only; vireo-vmm boots from its options. */
-        http_response_fault(resp, 400,
-                            "The requested operation is not supported after "
-                            "starting the microVM.");
+    if (ctx->machine == NULL) {
+        balloon_pre_boot(ctx, req, resp);
     } else if (ctx->balloon == NULL) {
         http_response_fault(resp, 400,
                             "No balloon device configured (start vireo-vmm with "
@@ -281,6 +342,8 @@ void api_route(void *opaque, const struct http_request *req, struct http_respons
     }
     if (route_is(req, HTTP_METHOD_GET, "/"))
         get_instance(ctx, resp);
+    else if (api_route_config(ctx, req, resp))
+        return;
     else if (path_is(req, "/balloon") || path_is(req, "/balloon/statistics"))
         balloon_route(ctx, req, resp);
     else if (route_is(req, HTTP_METHOD_PATCH, "/vm"))

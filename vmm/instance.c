@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "../api/routes.h"
@@ -14,6 +15,7 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 #include "event_loop.h"
+#include "mmds/store.h"
 #include "vcpu.h"
 
 struct instance {
@@ -22,6 +24,11 @@ struct instance {
     struct event_source signals; /* signalfd: SIGINT, SIGTERM, SIGHUP, SIGUSR2 */
     struct api_server *api;
     struct api_context api_ctx;
+    struct machine_config base;
+    struct vm_resources res;
+    struct metrics *metrics;
+    struct mmds_store *mmds;
+    struct event_source metrics_timer; /* timerfd: a metrics line every minute */
     struct machine *machine;
     int quit_signal; /* a signal that came before the machine started */
 };
@@ -83,13 +90,20 @@ int instance_create(const struct instance_options *opts, struct instance **out,
 
     if (inst == NULL)
         return vr_error_set(err, ENOMEM, "allocate instance");
-    inst->loop.epoll_fd = inst->signals.fd = -1;
+    inst->loop.epoll_fd = inst->signals.fd = inst->metrics_timer.fd = -1;
+    vm_resources_init(&inst->res);
+    if (opts->base)
+        inst->base = *opts->base;
     inst->id = strdup(opts->id ? opts->id : "anonymous-instance");
     ret = inst->id ? 0 : vr_error_set(err, ENOMEM, "instance id");
     if (ret == 0)
         ret = event_loop_init(&inst->loop, err);
     if (ret == 0)
         ret = setup_signals(inst, err);
+    if (ret == 0)
+        ret = metrics_create(&inst->metrics, err);
+    if (ret == 0)
+        ret = mmds_store_create(MMDS_DEFAULT_SIZE_LIMIT, &inst->mmds, err);
     inst->api_ctx = (struct api_context){.instance = inst, .instance_id = inst->id};
     handler.ctx = &inst->api_ctx;
     if (ret == 0 && opts->api_sock &&
@@ -130,6 +144,75 @@ int instance_start(struct instance *inst, const struct machine_config *cfg, stru
     return 0;
 }
 
+int instance_start_configured(struct instance *inst, struct vr_error **err)
+{
+    struct machine_config cfg = inst->base;
+    int ret;
+
+    if (inst->machine)
+        return vr_error_new(err, EBUSY, "the VM has already started");
+    ret = vm_resources_to_machine_config(&inst->res, &cfg, err);
+    return ret < 0 ? ret : instance_start(inst, &cfg, err);
+}
+
+struct vm_resources *instance_resources(struct instance *inst)
+{
+    return &inst->res;
+}
+
+struct metrics *instance_metrics(struct instance *inst)
+{
+    return inst->metrics;
+}
+
+struct mmds_store *instance_mmds(struct instance *inst)
+{
+    return inst->mmds;
+}
+
+int instance_flush_metrics(struct instance *inst, struct vr_error **err)
+{
+    static const struct metrics_sources nothing_yet;
+
+    if (inst->machine)
+        return machine_flush_metrics(inst->machine, inst->metrics, err);
+    return metrics_flush(inst->metrics, &nothing_yet, err);
+}
+
+static void on_metrics_timer(struct event_source *src, uint32_t events)
+{
+    struct instance *inst = container_of(src, struct instance, metrics_timer);
+    struct vr_error *err = NULL;
+    uint64_t expirations;
+
+    (void)events;
+    if (read(src->fd, &expirations, sizeof(expirations)) < 0)
+        return;
+    if (instance_flush_metrics(inst, &err) < 0)
+        log_ratelimited(LOG_WARN, "metrics: %s", err->msg);
+    vr_error_free(&err);
+}
+
+int instance_configure_metrics(struct instance *inst, const char *path, struct vr_error **err)
+{
+    struct itimerspec every = {
+        .it_interval = {.tv_sec = METRICS_FLUSH_INTERVAL_MS / 1000},
+        .it_value = {.tv_sec = METRICS_FLUSH_INTERVAL_MS / 1000},
+    };
+    int ret = metrics_configure(inst->metrics, path, err);
+
+    if (ret < 0)
+        return ret;
+    inst->metrics_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (inst->metrics_timer.fd < 0)
+        return vr_error_set(err, errno, "metrics timer");
+    inst->metrics_timer.handler = on_metrics_timer;
+    inst->metrics_timer.control = true; /* counters only: runs while paused too */
+    if (timerfd_settime(inst->metrics_timer.fd, 0, &every, NULL) < 0)
+        return vr_error_set(err, errno, "metrics timer");
+    return event_loop_add(&inst->loop, &inst->metrics_timer, EPOLLIN, err);
+}
+
 int instance_run(struct instance *inst, struct machine_result *result, struct vr_error **err)
 {
     int ret = 0;
@@ -158,7 +241,20 @@ void instance_destroy(struct instance *inst)
         return;
     /* The API first: no request may reach a machine that is going away. */
     api_server_destroy(inst->api);
+    /* A last metrics line, with the final counters, as Firecracker writes on exit. */
+    if (inst->metrics && metrics_configured(inst->metrics)) {
+        struct vr_error *err = NULL;
+
+        if (instance_flush_metrics(inst, &err) < 0)
+            log_warn("metrics: %s", err->msg);
+        vr_error_free(&err);
+    }
     machine_destroy(inst->machine);
+    if (inst->metrics_timer.fd >= 0)
+        close(inst->metrics_timer.fd);
+    metrics_destroy(inst->metrics);
+    mmds_store_destroy(inst->mmds);
+    vm_resources_clear(&inst->res);
     if (inst->signals.fd >= 0)
         close(inst->signals.fd);
     event_loop_close(&inst->loop);

@@ -17,8 +17,10 @@
 
 #include <stdbool.h>
 
+#include "../api/resources.h"
 #include "../lib/err.h"
 #include "machine.h"
+#include "metrics.h"
 
 enum instance_state {
     INSTANCE_NOT_STARTED,
@@ -29,9 +31,17 @@ enum instance_state {
 struct instance_options {
     const char *id;       /* Firecracker's instance id (GET /); NULL: "anonymous-instance" */
     const char *api_sock; /* serve the API here; NULL: no API */
+    /*
+     * vireo's own settings that Firecracker's resources do not describe
+     * (console, KVM device, transport, --force...): a VM configured through
+     * the API or a config file starts from these. Copied; its strings must
+     * outlive the instance.
+     */
+    const struct machine_config *base;
 };
 
 struct instance;
+struct mmds_store;
 
 /*
  * Set up the event loop and signal handling (SIGINT, SIGTERM and SIGHUP
@@ -47,6 +57,26 @@ int instance_create(const struct instance_options *opts, struct instance **out,
  * may be released afterwards.
  */
 int instance_start(struct instance *inst, const struct machine_config *cfg, struct vr_error **err);
+
+/*
+ * Firecracker's InstanceStart: build the machine from the resources the
+ * API or a config file set (instance_resources()) on top of the base
+ * settings, and start it.
+ */
+int instance_start_configured(struct instance *inst, struct vr_error **err);
+
+/* The Firecracker resources: changed by the API before the start, shown by GET /vm/config. */
+struct vm_resources *instance_resources(struct instance *inst);
+
+/*
+ * Metrics: PUT /metrics opens the destination (once) and starts writing a
+ * line every METRICS_FLUSH_INTERVAL_MS; FlushMetrics writes one now.
+ */
+struct metrics *instance_metrics(struct instance *inst);
+/* The MMDS data store (vmm/mmds/store.h), shared by the NICs that MMDS is enabled on. */
+struct mmds_store *instance_mmds(struct instance *inst);
+int instance_configure_metrics(struct instance *inst, const char *path, struct vr_error **err);
+int instance_flush_metrics(struct instance *inst, struct vr_error **err);
 
 /*
  * Serve the event loop until the machine stops (result says why) or,

@@ -31,6 +31,7 @@
 #include "event_loop.h"
 #include "layout.h"
 #include "memory.h"
+#include "metrics.h"
 #include "vcpu.h"
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
@@ -764,7 +765,10 @@ static int build(struct machine *m, const struct machine_config *cfg, struct vr_
     m->nr_vcpus = cfg->cpus;
     ret = check_cpus(&m->vm, cfg->cpus, err);
     if (ret == 0)
-        ret = guest_memory_create(&m->mem, cfg->memory, cfg->thp, err);
+        ret = guest_memory_create(
+            &m->mem, cfg->memory,
+            (cfg->thp ? GUEST_RAM_THP : 0) | (cfg->hugetlb ? GUEST_RAM_HUGETLB : 0), err);
+    m->mem.log_dirty = cfg->track_dirty_pages;
     if (ret == 0)
         ret = create_virtio_devices(m, cfg, err);
     if (ret == 0)
@@ -1006,6 +1010,31 @@ struct virtio_device *machine_find_drive(const struct machine *m, const char *dr
 struct virtio_device *machine_find_net(const struct machine *m, const char *iface_id)
 {
     return find_virtio(m, VIRTIO_ID_NET, virtio_net_id, iface_id);
+}
+
+int machine_flush_metrics(struct machine *m, struct metrics *metrics, struct vr_error **err)
+{
+    struct metrics_blk_source blk[MACHINE_MAX_DISKS];
+    struct metrics_net_source net[MACHINE_MAX_NETS];
+    cleanup_free struct vcpu_exit_counts *vcpus = calloc(m->nr_vcpus, sizeof(*vcpus));
+    struct metrics_sources src = {.blk = blk, .net = net, .vcpus = vcpus};
+
+    if (vcpus == NULL)
+        return vr_error_set(err, ENOMEM, "metrics");
+    for (unsigned int i = 0; i < m->nr_virtio; i++) {
+        struct virtio_device *vdev = m->virtio[i].vdev;
+
+        if (vdev->ops->device_id == VIRTIO_ID_BLOCK && src.nr_blk < MACHINE_MAX_DISKS) {
+            blk[src.nr_blk].drive_id = virtio_blk_id(vdev);
+            virtio_blk_stats(vdev, &blk[src.nr_blk++].stats);
+        } else if (vdev->ops->device_id == VIRTIO_ID_NET && src.nr_net < MACHINE_MAX_NETS) {
+            net[src.nr_net].iface_id = virtio_net_id(vdev);
+            virtio_net_stats(vdev, &net[src.nr_net++].stats);
+        }
+    }
+    for (unsigned int i = 0; i < m->nr_vcpus; i++)
+        vcpu_exit_counts(&m->vcpus[i], &vcpus[src.nr_vcpus++]);
+    return metrics_flush(metrics, &src, err);
 }
 
 int machine_send_ctrl_alt_del(struct machine *m, struct vr_error **err)

@@ -137,6 +137,10 @@ void machine_destroy(struct machine *m);
 /* Print the virtio devices' and vCPUs' state on stderr (SIGUSR2). */
 void machine_report(struct machine *m);
 
+struct metrics;
+/* Write one metrics line with the devices' and vCPUs' counters (vmm/metrics.h). */
+int machine_flush_metrics(struct machine *m, struct metrics *metrics, struct vr_error **err);
+
 /* Press Ctrl+Alt+Del on the guest's keyboard (i8042); Linux reboots, which ends the VM. */
 int machine_send_ctrl_alt_del(struct machine *m, struct vr_error **err);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../api/resources.h"
 #include "../lib/cleanup.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
@@ -33,7 +34,11 @@ static const char program[] = "vireo-vmm";
 
 static const char usage_text[] =
     "Usage: vireo-vmm --kernel PATH [options]\n"
-    "Run one virtual machine on KVM until its guest powers off or reboots.\n"
+    "       vireo-vmm --config-file FILE [options]\n"
+    "       vireo-vmm --api-sock PATH [options]\n"
+    "Run one virtual machine on KVM until its guest powers off or reboots. The VM\n"
+    "comes from the options below, from a Firecracker config file, or from\n"
+    "Firecracker API requests on the socket (then it starts on InstanceStart).\n"
     "\n"
     "  -k, --kernel PATH      kernel to boot: a bzImage, or an ELF vmlinux with a PVH note\n"
     "  -i, --initrd PATH      initial ramdisk\n"
@@ -59,11 +64,14 @@ static const char usage_text[] =
     "                         a virtio-balloon device, initially inflated to size\n"
     "      --rng              a virtio-rng device (guest /dev/hwrng), fed by getrandom()\n"
     "      --virtio-console   the console is the guest's hvc0 instead of the UART\n"
-    "      --transport KIND   how virtio devices attach: pci (default) or mmio\n"
+    "      --transport KIND   how virtio devices attach: pci or mmio (default: pci with\n"
+    "                         --kernel; mmio for a VM from the API or a config file,\n"
+    "                         as Firecracker's guests boot with pci=off)\n"
     "\n"
-    "      --api-sock PATH    serve Firecracker's REST API on this Unix socket (so far:\n"
-    "                         GET /, PATCH /vm (pause, resume), PUT /actions\n"
-    "                         (SendCtrlAltDel), GET|PATCH /balloon[/statistics])\n"
+    "      --api-sock PATH    serve Firecracker's REST API on this Unix socket\n"
+    "      --config-file FILE boot the VM Firecracker's JSON config file describes\n"
+    "      --no-api           serve no API (the default without --api-sock)\n"
+    "      --id ID            the instance id the API reports (default anonymous-instance)\n"
     "      --no-thp           do not ask for transparent huge pages for guest RAM\n"
     "      --kvm-device PATH  KVM device (default: /dev/kvm)\n"
     "      --force            run even where KVM cannot run unmodified guests\n"
@@ -88,6 +96,9 @@ enum {
     OPT_BALLOON,
     OPT_VIRTIO_CONSOLE,
     OPT_API_SOCK,
+    OPT_CONFIG_FILE,
+    OPT_NO_API,
+    OPT_ID,
 };
 
 static const struct option options[] = {
@@ -108,6 +119,9 @@ static const struct option options[] = {
     {"balloon", optional_argument, NULL, OPT_BALLOON},
     {"virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE},
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"no-api", no_argument, NULL, OPT_NO_API},
+    {"id", required_argument, NULL, OPT_ID},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -281,8 +295,15 @@ static void parse_balloon(char *text, struct machine_config *cfg)
     }
 }
 
+/* What the command line asks for besides the machine itself. */
+struct launch {
+    const char *config_file;
+    bool no_api;
+    bool transport_given;
+};
+
 static void parse_options(int argc, char **argv, struct machine_config *cfg,
-                          struct instance_options *iopts)
+                          struct instance_options *iopts, struct launch *launch)
 {
     cleanup_error struct vr_error *err = NULL;
     int verbosity = 0, opt;
@@ -335,6 +356,7 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg,
             cfg->force = true;
             break;
         case OPT_TRANSPORT:
+            launch->transport_given = true;
             if (strcmp(optarg, "pci") == 0)
                 cfg->transport = VIRTIO_TRANSPORT_PCI;
             else if (strcmp(optarg, "mmio") == 0)
@@ -363,6 +385,17 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg,
         case OPT_API_SOCK:
             iopts->api_sock = optarg;
             break;
+        case OPT_CONFIG_FILE:
+            launch->config_file = optarg;
+            break;
+        case OPT_NO_API:
+            launch->no_api = true;
+            break;
+        case OPT_ID:
+            if (optarg[0] == '\0' || strlen(optarg) > VM_MAX_ID_LEN)
+                die("--id: must be 1 to %d characters", VM_MAX_ID_LEN);
+            iopts->id = optarg;
+            break;
         case 'v':
             verbosity++;
             break;
@@ -380,8 +413,15 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg,
     }
     if (optind < argc)
         die("unexpected argument '%s' (see --help)", argv[optind]);
-    if (cfg->kernel == NULL)
-        die("--kernel is required (see --help)");
+    if (launch->no_api && iopts->api_sock)
+        die("--no-api and --api-sock exclude each other");
+    if (cfg->kernel && launch->config_file)
+        die("--kernel and --config-file exclude each other (the config file has a boot-source)");
+    if (cfg->kernel == NULL && launch->config_file == NULL && iopts->api_sock == NULL)
+        die("--kernel, --config-file or --api-sock is required (see --help)");
+    /* Firecracker's guests boot with pci=off: its API and config files mean virtio-mmio. */
+    if (cfg->kernel == NULL && !launch->transport_given)
+        cfg->transport = VIRTIO_TRANSPORT_MMIO;
     if (cfg->virtio_console && !cmdline_given)
         cfg->cmdline = "console=hvc0 reboot=k";
     log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
@@ -413,21 +453,105 @@ static int report_result(const struct machine_result *result)
     return EXIT_VM_FAILED;
 }
 
+/*
+ * What GET /vm/config shows for a VM built from command-line options: the
+ * same machine in Firecracker's resources. vireo's own settings (disk
+ * serials and engines, the console, the transport) have no place there.
+ * Disks and NICs without an id get "driveN" and "netN". A description the
+ * resources refuse (limits the options do not share) is left empty, with
+ * a note in the log.
+ */
+static void describe_command_line_vm(struct instance *inst, const struct machine_config *cfg)
+{
+    json_t *doc = json_pack("{s:{s:s, s:s}, s:{s:I, s:I, s:s}, s:[], s:[]}", "boot-source",
+                            "kernel_image_path", cfg->kernel, "boot_args", cfg->cmdline,
+                            "machine-config", "vcpu_count", (json_int_t)cfg->cpus, "mem_size_mib",
+                            (json_int_t)(cfg->memory / MiB), "huge_pages",
+                            cfg->thp ? "Transparent" : "None", "drives", "network-interfaces");
+    struct vr_error *err = NULL;
+    char id[16], mac[18];
+
+    if (doc == NULL)
+        return;
+    if (cfg->initrd)
+        json_object_set_new(json_object_get(doc, "boot-source"), "initrd_path",
+                            json_string(cfg->initrd));
+    for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+        snprintf(id, sizeof(id), "drive%u", i);
+        json_array_append_new(json_object_get(doc, "drives"),
+                              json_pack("{s:s, s:s, s:b, s:b}", "drive_id",
+                                        cfg->disks[i].id ? cfg->disks[i].id : id, "path_on_host",
+                                        cfg->disks[i].path, "is_root_device", 0, "is_read_only",
+                                        cfg->disks[i].read_only));
+    }
+    for (unsigned int i = 0; i < cfg->nr_nets; i++) {
+        const uint8_t *a = cfg->nets[i].mac;
+        json_t *nic;
+
+        snprintf(id, sizeof(id), "net%u", i);
+        nic = json_pack("{s:s, s:s}", "iface_id", cfg->nets[i].id ? cfg->nets[i].id : id,
+                        "host_dev_name", cfg->nets[i].tap);
+        snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4],
+                 a[5]);
+        if (nic && cfg->nets[i].has_mac)
+            json_object_set_new(nic, "guest_mac", json_string(mac));
+        json_array_append_new(json_object_get(doc, "network-interfaces"), nic);
+    }
+    if (cfg->vsock)
+        json_object_set_new(doc, "vsock",
+                            json_pack("{s:I, s:s}", "guest_cid", (json_int_t)cfg->vsock_cfg.cid,
+                                      "uds_path", cfg->vsock_cfg.uds));
+    if (cfg->balloon)
+        json_object_set_new(doc, "balloon",
+                            json_pack("{s:I, s:b, s:I}", "amount_mib",
+                                      (json_int_t)cfg->balloon_cfg.size_mib, "deflate_on_oom",
+                                      cfg->balloon_cfg.deflate_on_oom, "stats_polling_interval_s",
+                                      (json_int_t)cfg->balloon_cfg.stats_interval));
+    if (cfg->rng)
+        json_object_set_new(doc, "entropy", json_object());
+    if (vm_resources_load_json(instance_resources(inst), doc, &err) < 0)
+        log_info("GET /vm/config will not describe this VM: %s", err->msg);
+    vr_error_free(&err);
+    json_decref(doc);
+}
+
+/* Build the VM the command line describes: from its options, its config file, or neither yet. */
+static int launch_vm(struct instance *inst, const struct machine_config *cfg,
+                     const struct launch *launch, struct vr_error **err)
+{
+    int ret;
+
+    if (launch->config_file) {
+        ret = vm_resources_load_file(instance_resources(inst), launch->config_file, err);
+        if (ret < 0)
+            return vr_error_wrap(err, "--config-file '%s'", launch->config_file);
+        return instance_start_configured(inst, err);
+    }
+    if (cfg->kernel) {
+        describe_command_line_vm(inst, cfg);
+        return instance_start(inst, cfg, err);
+    }
+    log_info("waiting for the VM's configuration and InstanceStart on the API socket");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cleanup_error struct vr_error *err = NULL;
     struct instance_options iopts = {0};
     struct machine_result result = {0};
+    struct launch launch = {0};
     struct machine_config cfg;
     struct instance *inst = NULL;
     int status;
 
     log_init(program, LOG_WARN);
-    parse_options(argc, argv, &cfg, &iopts);
+    parse_options(argc, argv, &cfg, &iopts, &launch);
+    iopts.base = &cfg;
     /* A closed console pipe must not kill the VMM; writes report EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (instance_create(&iopts, &inst, &err) < 0 || instance_start(inst, &cfg, &err) < 0 ||
+    if (instance_create(&iopts, &inst, &err) < 0 || launch_vm(inst, &cfg, &launch, &err) < 0 ||
         instance_run(inst, &result, &err) < 0) {
         instance_destroy(inst);
         die_error(err);

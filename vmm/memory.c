@@ -68,30 +68,60 @@ static void request_huge_pages(void *host, uint64_t size)
                  SHMEM_THP_SETTING, setting);
 }
 
-int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struct vr_error **err)
+/* Map hugetlbfs RAM with its pages reserved, so that a short pool fails here, not in the guest. */
+static int map_hugetlb(int fd, uint64_t size, void **host, struct vr_error **err)
 {
+    if (size % (2 * MiB))
+        return vr_error_new(err, EINVAL,
+                            "guest RAM in 2 MiB huge pages must be a multiple of 2 MiB");
+    *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (*host == MAP_FAILED)
+        return vr_error_set(err, errno,
+                            "reserve %llu MiB of 2 MiB huge pages for guest RAM (is "
+                            "/proc/sys/vm/nr_hugepages large enough?)",
+                            (unsigned long long)(size / MiB));
+    return 0;
+}
+
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26) /* log2(2 MiB) << MFD_HUGE_SHIFT, from linux/memfd.h */
+#endif
+
+int guest_memory_create(struct guest_memory *mem, uint64_t size, unsigned int flags,
+                        struct vr_error **err)
+{
+    bool hugetlb = flags & GUEST_RAM_HUGETLB;
     cleanup_close int fd = -1;
     void *host;
 
     memset(mem, 0, sizeof(*mem));
     mem->memfd = -1;
-    fd = memfd_create("vireo-guest-ram", MFD_CLOEXEC);
+    fd = memfd_create("vireo-guest-ram", MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
     if (fd < 0)
-        return vr_error_set(err, errno, "memfd_create for guest RAM");
+        return vr_error_set(err, errno, "memfd_create for guest RAM%s",
+                            hugetlb ? " in 2 MiB huge pages" : "");
     if (ftruncate(fd, (off_t)size) < 0)
         return vr_error_set(err, errno, "size guest RAM memfd to %llu MiB",
                             (unsigned long long)(size / MiB));
-    /* MAP_NORESERVE: RAM is committed as the guest touches it, like any VMM. */
-    host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (host == MAP_FAILED)
-        return vr_error_set(err, errno, "map %llu MiB of guest RAM",
-                            (unsigned long long)(size / MiB));
-    if (thp)
+    if (hugetlb) {
+        int ret = map_hugetlb(fd, size, &host, err);
+
+        if (ret < 0)
+            return ret;
+    } else {
+        /* MAP_NORESERVE: RAM is committed as the guest touches it, like any VMM. */
+        host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        if (host == MAP_FAILED)
+            return vr_error_set(err, errno, "map %llu MiB of guest RAM",
+                                (unsigned long long)(size / MiB));
+    }
+    if ((flags & GUEST_RAM_THP) && !hugetlb)
         request_huge_pages(host, size);
     /* Guest RAM has no business in the VMM's core dumps. */
     madvise(host, size, MADV_DONTDUMP);
 
     mem->memfd = steal_fd(&fd);
+    mem->hugetlb = hugetlb;
     mem->host = host;
     mem->size = size;
     layout_regions(mem);
@@ -174,9 +204,13 @@ int guest_memory_zero(const struct guest_memory *mem, uint64_t gpa, uint64_t len
         return range_error(err, gpa, len);
     if (len == 0)
         return 0;
-    /* A hole reads as zeros; a fresh memfd is all hole, so this is usually free. */
-    if (fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(dst - mem->host),
-                  (off_t)len) < 0) {
+    /*
+     * A hole reads as zeros; a fresh memfd is all hole, so this is usually
+     * free. hugetlbfs punches only whole 2 MiB pages and leaves the rest as
+     * it was, so there the range is cleared by hand.
+     */
+    if (mem->hugetlb || fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                  (off_t)(dst - mem->host), (off_t)len) < 0) {
         memset(dst, 0, len);
     }
     return 0;

@@ -20,14 +20,26 @@ struct memory_region {
 
 struct guest_memory {
     int memfd;
-    uint8_t *host; /* mapping of the whole memfd */
-    uint64_t size; /* total RAM in bytes */
+    bool hugetlb;   /* backed by 2 MiB hugetlbfs pages */
+    bool log_dirty; /* KVM logs the pages the guest writes (KVM_MEM_LOG_DIRTY_PAGES) */
+    uint8_t *host;  /* mapping of the whole memfd */
+    uint64_t size;  /* total RAM in bytes */
     struct memory_region regions[2];
     unsigned int nr_regions;
 };
 
-/* Allocate `size` bytes of guest RAM. `thp` asks for transparent huge pages. */
-int guest_memory_create(struct guest_memory *mem, uint64_t size, bool thp, struct vr_error **err);
+/* How guest RAM is backed (flags for guest_memory_create). */
+#define GUEST_RAM_THP 0x1 /* ask for transparent huge pages */
+#define GUEST_RAM_HUGETLB                                                                          \
+    0x2 /* 2 MiB hugetlbfs pages, reserved up front: size must be a multiple */
+
+/*
+ * Allocate `size` bytes of guest RAM. With GUEST_RAM_HUGETLB the host's
+ * pool of 2 MiB pages must hold all of it (/proc/sys/vm/nr_hugepages):
+ * the pages are reserved now, so the guest can never fault on a missing one.
+ */
+int guest_memory_create(struct guest_memory *mem, uint64_t size, unsigned int flags,
+                        struct vr_error **err);
 void guest_memory_destroy(struct guest_memory *mem);
 
 /*

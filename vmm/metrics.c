@@ -84,11 +84,7 @@ static const struct field blk_fields[] = {
     COUNTER("write_count", BLK, write_ops),
     ZERO_LATENCY("read_agg"),
     ZERO_LATENCY("write_agg"),
-    /*
-     * RATE LIMITER: when struct virtio_blk_stats gains its throttle counter,
-     * map it here: COUNTER("rate_limiter_throttled_events", BLK, rate_limiter_throttled).
-     */
-    ZERO_COUNTER("rate_limiter_throttled_events"),
+    SAME_COUNTER(BLK, rate_limiter_throttled_events),
     ZERO_COUNTER("io_engine_throttled_events"),
     ZERO_COUNTER("remaining_reqs_count"),
     /* vireo's own, after Firecracker's */
@@ -109,12 +105,7 @@ static const struct field net_fields[] = {
     ZERO_COUNTER("event_fails"),
     ZERO_COUNTER("rx_queue_event_count"),
     ZERO_COUNTER("rx_event_rate_limiter_count"),
-    /*
-     * RATE LIMITER: when struct virtio_net_stats gains its throttle counters,
-     * map them here and below: COUNTER("rx_rate_limiter_throttled", NET,
-     * rx_rate_limiter_throttled), likewise tx_rate_limiter_throttled.
-     */
-    ZERO_COUNTER("rx_rate_limiter_throttled"),
+    SAME_COUNTER(NET, rx_rate_limiter_throttled),
     ZERO_COUNTER("rx_tap_event_count"),
     COUNTER("rx_bytes_count", NET, rx_bytes),
     COUNTER("rx_packets_count", NET, rx_packets),
@@ -131,7 +122,7 @@ static const struct field net_fields[] = {
     ZERO_COUNTER("tx_partial_reads"),
     ZERO_COUNTER("tx_queue_event_count"),
     ZERO_COUNTER("tx_rate_limiter_event_count"),
-    ZERO_COUNTER("tx_rate_limiter_throttled"), /* RATE LIMITER: see above */
+    SAME_COUNTER(NET, tx_rate_limiter_throttled),
     ZERO_COUNTER("tx_spoofed_mac_count"),
     ZERO_COUNTER("tx_remaining_reqs_count"),
     /* vireo's own: frames from the back end no guest buffer could take */

@@ -127,6 +127,7 @@ static int add_memory_slots(struct vm *vm, const struct guest_memory *mem, struc
             .guest_phys_addr = r->gpa,
             .memory_size = r->size,
             .userspace_addr = (uint64_t)(uintptr_t)(mem->host + r->offset),
+            .flags = mem->log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         };
 
         if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)

@@ -281,6 +281,8 @@ static const struct bad_case bad_cases[] = {
     {OP_MACHINE_PATCH, NULL, "{}", "the PATCH body changes nothing"},
     {OP_MACHINE_PATCH, NULL, "{\"vcpu_count\":null}", "the PATCH body changes nothing"},
     {OP_MACHINE_PATCH, NULL, "{\"smt\":true,\"vcpu_count\":3}", "vcpu_count: with smt enabled"},
+    {OP_MACHINE_PUT, NULL, "{\"vcpu_count\":2,\"mem_size_mib\":128,\"smt\":true}",
+     "smt: vireo-vmm presents one thread per core"},
     {OP_MACHINE_PATCH, NULL, "{\"track_dirty_pages\":1}", "track_dirty_pages: must be true"},
     {OP_MACHINE_PATCH, NULL, "{\"huge_pages\":\"none\"}", "huge_pages: must be one of"},
     /* drives */
@@ -481,18 +483,27 @@ TEST(resources_machine_config_put_resets_patch_keeps)
     SETUP(r);
 
     REQUIRE(ok_op(&r, OP_MACHINE_PUT, NULL,
-                  "{\"vcpu_count\":4,\"mem_size_mib\":512,\"smt\":true,"
+                  "{\"vcpu_count\":4,\"mem_size_mib\":512,\"smt\":false,"
                   "\"track_dirty_pages\":true,\"huge_pages\":\"Transparent\","
                   "\"cpu_template\":\"None\"}"));
     CHECK_EQ_U64(r.machine.vcpu_count, 4);
-    CHECK(r.machine.smt && r.machine.track_dirty_pages);
+    CHECK(r.machine.track_dirty_pages);
     CHECK_EQ_U64(r.machine.huge_pages, VM_HUGE_PAGES_TRANSPARENT);
     REQUIRE(ok_op(&r, OP_MACHINE_PATCH, NULL, "{\"mem_size_mib\":1024}"));
     CHECK_EQ_U64(r.machine.mem_size_mib, 1024);
     CHECK_EQ_U64(r.machine.vcpu_count, 4);
-    CHECK(r.machine.smt && r.machine.track_dirty_pages);
-    /* SMT allows 1 vCPU. */
-    REQUIRE(ok_op(&r, OP_MACHINE_PATCH, NULL, "{\"vcpu_count\":1}"));
+    CHECK(r.machine.track_dirty_pages);
+    /* vireo-vmm has no SMT topology to offer: refused, not ignored, and nothing changes. */
+    {
+        json_t *smt = J("{\"smt\":true,\"vcpu_count\":2}");
+        struct vr_error *err = NULL;
+
+        CHECK_EQ_I64(run_op(&r, OP_MACHINE_PATCH, NULL, smt, &err), -ENOTSUP);
+        vr_error_free(&err);
+        json_decref(smt);
+    }
+    CHECK_EQ_U64(r.machine.vcpu_count, 4);
+    CHECK(!r.machine.smt);
     /* PUT: absent optional fields go back to their defaults. */
     REQUIRE(ok_op(&r, OP_MACHINE_PUT, NULL, "{\"vcpu_count\":3,\"mem_size_mib\":130}"));
     CHECK(!r.machine.smt && !r.machine.track_dirty_pages);
@@ -1067,6 +1078,18 @@ TEST(resources_to_machine_config)
                   "\"partuuid\":\"0eaa91a0-01\"}"));
     REQUIRE(vm_resources_to_machine_config(&r, &cfg, &err) == 0);
     CHECK_STR_EQ(cfg.cmdline, "console=ttyS0 reboot=k root=PARTUUID=0eaa91a0-01 rw");
+    /* Arguments after " -- " are init's: root= goes before them. */
+    REQUIRE(ok_op(&r, OP_BOOT, NULL,
+                  "{\"kernel_image_path\":\"@/kernel\",\"boot_args\":\"quiet -- echo hi\"}"));
+    REQUIRE(vm_resources_to_machine_config(&r, &cfg, &err) == 0);
+    CHECK_STR_EQ(cfg.cmdline, "quiet root=PARTUUID=0eaa91a0-01 rw -- echo hi");
+    REQUIRE(ok_op(&r, OP_BOOT, NULL,
+                  "{\"kernel_image_path\":\"@/kernel\",\"boot_args\":\"-- echo hi\"}"));
+    REQUIRE(vm_resources_to_machine_config(&r, &cfg, &err) == 0);
+    CHECK_STR_EQ(cfg.cmdline, "root=PARTUUID=0eaa91a0-01 rw -- echo hi");
+    REQUIRE(ok_op(&r, OP_BOOT, NULL,
+                  "{\"kernel_image_path\":\"@/kernel\",\"initrd_path\":\"@/initrd\","
+                  "\"boot_args\":\"console=ttyS0 reboot=k\"}"));
     REQUIRE(ok_op(&r, OP_DRIVE, "rootfs",
                   "{\"drive_id\":\"rootfs\",\"path_on_host\":\"@/d0\",\"is_root_device\":false}"));
     REQUIRE(vm_resources_to_machine_config(&r, &cfg, &err) == 0);
