@@ -196,11 +196,6 @@ static void patch_post_boot(struct api_context *ctx, const struct http_request *
 
 /* --- logger and metrics --------------------------------------------------------------------- */
 
-static const char *const level_names[] = {
-    [VM_LOG_ERROR] = "Error", [VM_LOG_WARNING] = "Warning", [VM_LOG_INFO] = "Info",
-    [VM_LOG_DEBUG] = "Debug", [VM_LOG_TRACE] = "Trace",     [VM_LOG_OFF] = "Off",
-};
-
 /*
  * PUT /logger: validated on a scratch copy, applied to the logger, and only
  * then recorded, so a path that cannot be opened changes nothing.
@@ -216,7 +211,7 @@ static int put_logger(struct api_context *ctx, const json_t *body, struct vr_err
     if (ret == 0) {
         cfg = (struct log_config){
             .log_path = scratch.logger.log_path,
-            .level = api_json_given(body, "level") ? level_names[scratch.logger.level] : NULL,
+            .level = api_json_given(body, "level") ? vm_log_level_name(scratch.logger.level) : NULL,
             .has_show_level = api_json_given(body, "show_level"),
             .show_level = scratch.logger.show_level,
             .has_show_log_origin = api_json_given(body, "show_log_origin"),
@@ -271,9 +266,7 @@ static void put_mmds_config(struct api_context *ctx, const struct http_request *
 {
     struct vm_resources *r = instance_resources(ctx->instance);
     cleanup_error struct vr_error *err = NULL;
-    struct mmds_config cfg;
     json_t *body = NULL;
-    const uint8_t *ip;
     int ret;
 
     if (ctx->machine) {
@@ -285,15 +278,8 @@ static void put_mmds_config(struct api_context *ctx, const struct http_request *
     if (ret == 0)
         ret = vm_resources_put_mmds_config(r, body, &err);
     json_decref(body);
-    if (ret == 0) {
-        ip = r->mmds.ipv4_address;
-        cfg = (struct mmds_config){
-            .version = r->mmds.version == VM_MMDS_V2 ? MMDS_V2 : MMDS_V1,
-            .ipv4 = (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3],
-            .imds_compat = r->mmds.imds_compat,
-        };
-        ret = mmds_store_set_config(instance_mmds(ctx->instance), &cfg, &err);
-    }
+    if (ret == 0)
+        ret = instance_apply_mmds_config(ctx->instance, &err);
     finish(resp, ret, err, c);
 }
 

@@ -213,6 +213,42 @@ int instance_configure_metrics(struct instance *inst, const char *path, struct v
     return event_loop_add(&inst->loop, &inst->metrics_timer, EPOLLIN, err);
 }
 
+int instance_apply_mmds_config(struct instance *inst, struct vr_error **err)
+{
+    const uint8_t *ip = inst->res.mmds.ipv4_address;
+    struct mmds_config cfg = {
+        .version = inst->res.mmds.version == VM_MMDS_V2 ? MMDS_V2 : MMDS_V1,
+        .ipv4 = (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3],
+        .imds_compat = inst->res.mmds.imds_compat,
+    };
+
+    return mmds_store_set_config(inst->mmds, &cfg, err);
+}
+
+int instance_apply_settings(struct instance *inst, struct vr_error **err)
+{
+    const struct vm_logger *l = &inst->res.logger;
+    struct log_config log = {
+        .log_path = l->log_path,
+        .level = vm_log_level_name(l->level),
+        .has_show_level = true,
+        .show_level = l->show_level,
+        .has_show_log_origin = true,
+        .show_log_origin = l->show_log_origin,
+        .module = l->module,
+    };
+    int ret = 0;
+
+    if (inst->res.has_logger && (ret = log_configure(&log, err)) < 0)
+        return vr_error_wrap(err, "logger");
+    if (inst->res.has_metrics &&
+        (ret = instance_configure_metrics(inst, inst->res.metrics_path, err)) < 0)
+        return vr_error_wrap(err, "metrics");
+    if (inst->res.has_mmds && (ret = instance_apply_mmds_config(inst, err)) < 0)
+        return vr_error_wrap(err, "mmds-config");
+    return 0;
+}
+
 int instance_run(struct instance *inst, struct machine_result *result, struct vr_error **err)
 {
     int ret = 0;

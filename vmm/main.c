@@ -523,6 +523,8 @@ static int launch_vm(struct instance *inst, const struct machine_config *cfg,
 
     if (launch->config_file) {
         ret = vm_resources_load_file(instance_resources(inst), launch->config_file, err);
+        if (ret == 0)
+            ret = instance_apply_settings(inst, err);
         if (ret < 0)
             return vr_error_wrap(err, "--config-file '%s'", launch->config_file);
         return instance_start_configured(inst, err);
