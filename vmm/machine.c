@@ -419,9 +419,16 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
                                            .has_mac = n->has_mac,
                                            .id = n->id,
                                            .rx_rate_limiter = n->rx_rate_limiter,
-                                           .tx_rate_limiter = n->tx_rate_limiter};
+                                           .tx_rate_limiter = n->tx_rate_limiter,
+                                           .mmds = n->mmds ? cfg->mmds_store : NULL};
 
         memcpy(params.mac, n->mac, sizeof(params.mac));
+        if (n->mmds && cfg->mmds_store == NULL) {
+            ret = vr_error_new(err, EINVAL,
+                               "--net tap=%s: MMDS is enabled but there is no MMDS data store",
+                               n->tap);
+            break;
+        }
         ret = virtio_net_create(&m->mem, m->loop, &params, &vdev, err);
         if (ret == 0)
             ret = place_virtio(m, vdev, err);

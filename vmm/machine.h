@@ -25,6 +25,8 @@ enum virtio_transport_kind {
 #define MACHINE_MAX_DISKS 16
 #define MACHINE_MAX_NETS  8
 
+struct mmds_store;
+
 enum disk_io {
     DISK_IO_AUTO, /* io_uring where the host allows it, else worker threads */
     DISK_IO_URING,
@@ -83,6 +85,8 @@ struct machine_config {
     unsigned int nr_disks;
     struct machine_net nets[MACHINE_MAX_NETS];
     unsigned int nr_nets;
+    /* For the NICs with `mmds` set; NULL: no MMDS. Owned by the caller, it outlives the machine. */
+    struct mmds_store *mmds_store;
     bool vsock;
     struct machine_vsock vsock_cfg;
     bool balloon;

@@ -23,8 +23,10 @@
 
 #include "../../lib/util.h"
 #include "../../vmm/backends/tap.h"
+#include "../../vmm/mmds/store.h"
 #include "../../vmm/virtio/net.h"
 #include "../../vmm/virtio/rng.h"
+#include "mmds_frames.h"
 #include "unit.h"
 #include "vdriver.h"
 
@@ -873,7 +875,8 @@ static const struct net_backend_ops fake_ops = {
 static struct fake_backend fake_storage;
 static struct rate_limiter_config fake_rx_limits, fake_tx_limits; /* for the next setup */
 
-static bool setup_fake_device(void)
+/* The device on a fake back end; with MMDS from `mmds` unless it is NULL. */
+static bool setup_fake_device_mmds(struct mmds_store *mmds)
 {
     struct virtio_net_params p = params_for(NULL);
     struct virtio_device *vdev;
@@ -886,6 +889,7 @@ static bool setup_fake_device(void)
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     p.rx_rate_limiter = fake_rx_limits;
     p.tx_rate_limiter = fake_tx_limits;
+    p.mmds = mmds;
     fake = &fake_storage;
     *fake = (struct fake_backend){.be = {.ops = &fake_ops, .fd = sv[0]}, .peer = sv[1]};
     if (virtio_net_create_with_backend(&drv.mem, &drv.loop, &p, &fake->be, &vdev, &err) < 0) {
@@ -895,6 +899,11 @@ static bool setup_fake_device(void)
     }
     vdriver_attach(&drv, vdev);
     return true;
+}
+
+static bool setup_fake_device(void)
+{
+    return setup_fake_device_mmds(NULL);
 }
 
 /* Put a frame into the fake back end for the guest, with header flags `flags`. */
@@ -1261,6 +1270,435 @@ TEST(net_rate_limiters_live_update)
     virtio_net_get_rate_limiters(drv.vdev, &rx, &tx);
     CHECK_EQ_U64(rx.ops.size, 1);
     vdriver_destroy(&drv);
+}
+
+/* --- MMDS ------------------------------------------------------------------------------------ */
+
+static struct mmds_store *mmds_store_with(const char *doc, enum mmds_version version)
+{
+    struct mmds_config cfg = {.version = version, .ipv4 = MMDS_DEFAULT_IPV4};
+    struct mmds_store *store = NULL;
+    struct vr_error *err = NULL;
+
+    if (!CHECK_EQ_I64(mmds_store_create(MMDS_DEFAULT_SIZE_LIMIT, &store, &err), 0) ||
+        !CHECK_EQ_I64(mmds_store_set_config(store, &cfg, &err), 0) ||
+        !CHECK_EQ_I64(mmds_store_put(store, doc, strlen(doc), &err), 0)) {
+        printf("  %s\n", err ? err->msg : "?");
+        vr_error_free(&err);
+    }
+    return store;
+}
+
+/* The guest sends `frame`; with NEEDS_CSUM (checksum offload) when `partial`. */
+static void guest_send_frame(const uint8_t *frame, size_t len, bool partial)
+{
+    uint64_t hdr = vdriver_alloc(&drv, HDR), data = vdriver_alloc(&drv, len);
+    struct vdesc chain[] = {{hdr, HDR, 0}, {data, (uint32_t)len, 0}};
+    uint8_t *h = vdriver_hva(&drv, hdr, HDR);
+
+    if (partial) {
+        h[0] = 1;  /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+        h[6] = 34; /* csum_start: the TCP header */
+        h[8] = 16; /* csum_offset: its checksum */
+    }
+    memcpy(vdriver_hva(&drv, data, len), frame, len);
+    vdriver_add(&drv, TXQ, chain, 2);
+}
+
+/*
+ * The next frame in the receive queue, within timeout_ms: it must carry a
+ * zeroed virtio-net header with num_buffers 1. A new buffer replaces it.
+ */
+static bool guest_next_frame(const uint8_t **frame, size_t *len, int timeout_ms)
+{
+    struct virtq_used_elem e;
+    const uint8_t *h;
+
+    if (!vdriver_wait_used(&drv, RXQ, 1, timeout_ms))
+        return false;
+    e = vdriver_used_elem(&drv, RXQ, (uint16_t)(drv.used_seen[RXQ] - 1));
+    h = vdriver_hva(&drv, vdriver_desc(&drv, RXQ)[e.id].addr, e.len);
+    if (!CHECK(e.len >= HDR + 14))
+        return false;
+    CHECK_EQ_U64(h[0], 0); /* flags */
+    CHECK_EQ_U64(h[1], 0); /* gso_type */
+    CHECK_EQ_U64(le16_at(h + 10), 1);
+    *frame = h + HDR;
+    *len = e.len - HDR;
+    add_rx_buffer(2048);
+    return true;
+}
+
+static void check_arp_reply(const uint8_t *f, size_t len)
+{
+    CHECK_EQ_U64(len, 42);
+    CHECK_MEM_EQ(f, guest_mac, 6);
+    CHECK_MEM_EQ(f + 6, mmds_mac, 6);
+    CHECK_EQ_U64(rd16(f + 12), 0x0806);
+    CHECK_EQ_U64(rd16(f + 14 + 6), 2); /* a reply */
+    CHECK_MEM_EQ(f + 14 + 8, mmds_mac, 6);
+    CHECK_EQ_U64(rd32(f + 14 + 14), MMDS_IP);
+    CHECK_EQ_U64(rd32(f + 14 + 24), GUEST_IP);
+}
+
+static void send_arp_request(void)
+{
+    uint8_t f[42];
+
+    build_arp(f, 1, MMDS_IP);
+    guest_send_frame(f, sizeof(f), false);
+}
+
+static void mmds_arp(uint64_t features)
+{
+    struct mmds_store *store = mmds_store_with("{}", MMDS_V1);
+    struct mmds_stack_stats st;
+    const uint8_t *f;
+    uint8_t buf[128];
+    size_t len;
+
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, features);
+    add_rx_buffer(2048);
+    send_arp_request();
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    REQUIRE(guest_next_frame(&f, &len, 2000));
+    check_arp_reply(f, len);
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), -1); /* nothing reached the back end */
+    CHECK_EQ_U64(fake->sends, 0);
+    CHECK_EQ_U64(stats().tx_packets, 0);
+    CHECK_EQ_U64(stats().rx_packets, 1);
+    CHECK(virtio_net_mmds_stats(drv.vdev, &st));
+    CHECK_EQ_U64(st.arp_replies, 1);
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+}
+
+TEST(net_mmds_answers_arp)
+{
+    mmds_arp(ALL_FEATURES);
+}
+
+TEST(net_mmds_answers_arp_without_mergeable_buffers)
+{
+    mmds_arp(ALL_FEATURES & ~F_MRG_RXBUF);
+}
+
+TEST(net_without_mmds_sends_arp_for_its_address_to_the_back_end)
+{
+    uint8_t f[42], buf[128];
+    struct mmds_stack_stats st;
+
+    REQUIRE(setup_fake_device());
+    vdriver_start(&drv, ALL_FEATURES);
+    add_rx_buffer(2048);
+    build_arp(f, 1, MMDS_IP);
+    guest_send_frame(f, sizeof(f), false);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), HDR + 42);
+    CHECK_MEM_EQ(buf + HDR, f, 42);
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, RXQ), 0);
+    CHECK(!virtio_net_mmds_stats(drv.vdev, &st));
+    vdriver_destroy(&drv);
+}
+
+/* A guest's TCP connection to MMDS, through the device's queues. */
+struct net_guest {
+    uint16_t port;
+    uint32_t snd_nxt, rcv_nxt;
+    char rx[16384];
+    size_t rx_len;
+    bool got_fin;
+};
+
+static void guest_segment(struct net_guest *g, uint8_t flags, const char *data)
+{
+    static uint8_t f[4096];
+    size_t len = data ? strlen(data) : 0;
+    struct out_seg o = {.src_ip = GUEST_IP,
+                        .dst_ip = MMDS_IP,
+                        .src_port = g->port,
+                        .dst_port = 80,
+                        .seq = g->snd_nxt,
+                        .ack = (flags & TCP_ACK) ? g->rcv_nxt : 0,
+                        .flags = flags,
+                        .window = 65535,
+                        .mss = (flags & TCP_SYN) ? 1460 : 0,
+                        .payload = data,
+                        .len = len,
+                        .partial_csum = true};
+
+    guest_send_frame(f, build_tcp(f, &o), true);
+    g->snd_nxt += (uint32_t)len + !!(flags & TCP_SYN) + !!(flags & TCP_FIN);
+    CHECK(vdriver_wait_used(&drv, TXQ, 1, 2000));
+}
+
+/* MMDS's next segment, within timeout_ms; in-order data and a FIN are taken and ACKed. */
+static bool guest_take(struct net_guest *g, struct seg *s, int timeout_ms)
+{
+    const uint8_t *f;
+    size_t len;
+
+    if (!guest_next_frame(&f, &len, timeout_ms) || !check_tcp_frame(f, len, s))
+        return false;
+    CHECK_EQ_U64(s->dst_port, g->port);
+    if (s->seq == g->rcv_nxt && s->len && CHECK(g->rx_len + s->len < sizeof(g->rx))) {
+        memcpy(g->rx + g->rx_len, s->payload, s->len);
+        g->rx_len += s->len;
+        g->rx[g->rx_len] = '\0';
+        g->rcv_nxt += (uint32_t)s->len;
+    }
+    if ((s->flags & TCP_FIN) && s->seq + s->len == g->rcv_nxt) {
+        g->got_fin = true;
+        g->rcv_nxt++;
+    }
+    if (s->len || (s->flags & TCP_FIN))
+        guest_segment(g, TCP_ACK, NULL);
+    return true;
+}
+
+static void guest_open(struct net_guest *g, uint16_t port)
+{
+    struct seg s;
+
+    *g = (struct net_guest){.port = port, .snd_nxt = 1000};
+    guest_segment(g, TCP_SYN, NULL);
+    REQUIRE(guest_take(g, &s, 2000));
+    CHECK_EQ_U64(s.flags, TCP_SYN | TCP_ACK);
+    CHECK_EQ_U64(s.ack, g->snd_nxt);
+    g->rcv_nxt = s.seq + 1;
+    guest_segment(g, TCP_ACK, NULL);
+}
+
+/* Send a request and read the whole response (by its Content-Length). */
+static bool guest_request(struct net_guest *g, const char *req, struct answer *a)
+{
+    size_t start = g->rx_len;
+    struct seg s;
+
+    guest_segment(g, TCP_ACK | TCP_PSH, req);
+    for (;;) {
+        const char *text = g->rx + start, *end = strstr(text, "\r\n\r\n");
+        const char *cl = strstr(text, "Content-Length: ");
+
+        if (end && cl && cl < end &&
+            strlen(end + 4) >= strtoul(cl + strlen("Content-Length: "), NULL, 10))
+            return parse_answer(text, g->rx_len - start, a);
+        if (!CHECK(guest_take(g, &s, 2000)))
+            return false;
+    }
+}
+
+static void guest_shut(struct net_guest *g)
+{
+    struct seg s;
+
+    guest_segment(g, TCP_FIN | TCP_ACK, NULL);
+    while (!g->got_fin && guest_take(g, &s, 2000))
+        ;
+    CHECK(g->got_fin);
+    CHECK_EQ_U64(s.ack, g->snd_nxt);
+}
+
+#define MMDS_DOC "{\"latest\":{\"meta-data\":{\"ami-id\":\"ami-0123\",\"hostname\":\"vireo\"}}}"
+
+TEST(net_mmds_v1_http_get)
+{
+    struct mmds_store *store = mmds_store_with(MMDS_DOC, MMDS_V1);
+    struct net_guest g;
+    struct answer a;
+
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, ALL_FEATURES);
+    for (int i = 0; i < 8; i++)
+        add_rx_buffer(2048);
+    guest_open(&g, 40000);
+    if (guest_request(&g, "GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n", &a)) {
+        CHECK_EQ_I64(a.status, 200);
+        CHECK_STR_EQ(a.body, "ami-0123");
+    }
+    answer_free(&a);
+    if (guest_request(&g, "GET /latest/meta-data/ HTTP/1.1\r\n\r\n", &a)) {
+        CHECK_EQ_I64(a.status, 200);
+        CHECK_STR_EQ(a.body, "ami-id\nhostname");
+    }
+    answer_free(&a);
+    guest_shut(&g);
+    CHECK_EQ_U64(fake->sends, 0);
+    CHECK_EQ_U64(stats().tx_packets, 0);
+    /* Everything acknowledged: no timer, nothing ready on the loop. */
+    vdriver_run(&drv, 20);
+    CHECK(!loop_has_ready_event());
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+}
+
+TEST(net_mmds_v2_token_then_get)
+{
+    struct mmds_store *store = mmds_store_with(MMDS_DOC, MMDS_V2);
+    char token[256] = "", req[512];
+    struct net_guest g;
+    struct answer a;
+
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, ALL_FEATURES & ~F_MRG_RXBUF);
+    for (int i = 0; i < 8; i++)
+        add_rx_buffer(2048);
+    guest_open(&g, 40001);
+    if (guest_request(&g, "GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n", &a))
+        CHECK_EQ_I64(a.status, 401);
+    answer_free(&a);
+    if (guest_request(
+            &g, "PUT /latest/api/token HTTP/1.1\r\nX-metadata-token-ttl-seconds: 60\r\n\r\n", &a) &&
+        CHECK_EQ_I64(a.status, 200))
+        snprintf(token, sizeof(token), "%s", a.body);
+    answer_free(&a);
+    REQUIRE(token[0]);
+    snprintf(req, sizeof(req),
+             "GET /latest/meta-data/hostname HTTP/1.1\r\nX-metadata-token: %s\r\n\r\n", token);
+    if (guest_request(&g, req, &a)) {
+        CHECK_EQ_I64(a.status, 200);
+        CHECK_STR_EQ(a.body, "vireo");
+    }
+    answer_free(&a);
+    guest_shut(&g);
+    CHECK_EQ_U64(fake->sends, 0);
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+}
+
+/*
+ * Other traffic is untouched on a NIC with MMDS: frames to other addresses
+ * reach the back end, and the back end's frames reach the guest in their
+ * order, after MMDS's answers that were waiting for the same buffers.
+ */
+TEST(net_mmds_leaves_other_traffic_alone)
+{
+    struct mmds_store *store = mmds_store_with("{}", MMDS_V1);
+    struct out_seg o = {.src_ip = GUEST_IP,
+                        .dst_ip = 0x08080808,
+                        .src_port = 40002,
+                        .dst_port = 80,
+                        .flags = TCP_SYN,
+                        .window = 1000};
+    uint8_t f[128], buf[2048];
+    const uint8_t *got;
+    size_t n, len;
+
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, ALL_FEATURES);
+    add_tx_frame(100, 7, 0, 0); /* not IPv4 or ARP */
+    n = build_tcp(f, &o);       /* to 8.8.8.8 */
+    guest_send_frame(f, n, false);
+    build_arp(f, 1, 0x0a000001); /* ARP for someone else */
+    guest_send_frame(f, 42, false);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 3, 2000));
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), HDR + 100);
+    CHECK(frame_matches(buf + HDR, 100, 7));
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), (ssize_t)(HDR + n));
+    CHECK_EQ_U64(rd32(buf + HDR + 14 + 16), 0x08080808);
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), HDR + 42);
+    CHECK_EQ_U64(stats().tx_packets, 3);
+
+    /* No guest buffers: a back-end frame and MMDS's answer both wait. */
+    REQUIRE(fake_inject(100, 1));
+    send_arp_request();
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    REQUIRE(fake_inject(200, 2));
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, RXQ), 0);
+    CHECK(!loop_has_ready_event()); /* waiting does not spin */
+    add_rx_buffer(2048);
+    REQUIRE(guest_next_frame(&got, &len, 2000));
+    check_arp_reply(got, len);
+    REQUIRE(guest_next_frame(&got, &len, 2000));
+    CHECK_EQ_U64(len, 100);
+    CHECK(frame_matches(got, 100, 1));
+    REQUIRE(guest_next_frame(&got, &len, 2000));
+    CHECK_EQ_U64(len, 200);
+    CHECK(frame_matches(got, 200, 2));
+    CHECK_EQ_U64(stats().rx_packets, 3);
+    CHECK_EQ_U64(stats().rx_dropped, 0);
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+}
+
+/* A response the guest does not acknowledge is sent again when the timer fires. */
+TEST(net_mmds_retransmits_on_its_timer)
+{
+    struct mmds_store *store = mmds_store_with(MMDS_DOC, MMDS_V1);
+    const char *req = "GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n";
+    const uint8_t *f;
+    struct net_guest g;
+    struct seg s;
+    uint32_t seq;
+    uint64_t start;
+    size_t len;
+
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, ALL_FEATURES);
+    for (int i = 0; i < 8; i++)
+        add_rx_buffer(2048);
+    guest_open(&g, 40003);
+    guest_segment(&g, TCP_ACK | TCP_PSH, req);
+    /* Take the response without acknowledging it. */
+    REQUIRE(guest_next_frame(&f, &len, 2000));
+    REQUIRE(check_tcp_frame(f, len, &s));
+    REQUIRE(s.len > 0);
+    seq = s.seq;
+    start = now_ms();
+    REQUIRE(guest_next_frame(&f, &len, 2000));
+    CHECK(now_ms() - start >= 150); /* the first timeout is 200 ms */
+    REQUIRE(check_tcp_frame(f, len, &s));
+    CHECK_EQ_U64(s.seq, seq);
+    CHECK(s.len > 0);
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+}
+
+/*
+ * Rate limiters: what MMDS takes costs the transmit limiter nothing, as in
+ * Firecracker; its answers are charged to the receive limiter like any
+ * frame for the guest, and wait for its timer.
+ */
+TEST(net_mmds_and_the_rate_limiters)
+{
+    struct mmds_store *store = mmds_store_with(MMDS_DOC, MMDS_V1);
+    struct net_guest g = {.port = 40004, .snd_nxt = 1000};
+    const uint8_t *f;
+    uint8_t buf[256];
+    uint64_t start;
+    struct seg s;
+    size_t len;
+
+    fake_tx_limits = (struct rate_limiter_config){.ops = {.size = 1, .refill_time_ms = 60000}};
+    fake_rx_limits = (struct rate_limiter_config){.ops = {.size = 1, .refill_time_ms = 200}};
+    REQUIRE(store && setup_fake_device_mmds(store));
+    vdriver_start(&drv, ALL_FEATURES);
+    for (int i = 0; i < 4; i++)
+        add_rx_buffer(2048);
+    start = now_ms();
+    send_arp_request();
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    guest_segment(&g, TCP_SYN, NULL); /* two answers: the ARP reply and a SYN-ACK */
+    REQUIRE(guest_next_frame(&f, &len, 2000));
+    check_arp_reply(f, len);
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(vdriver_used_idx(&drv, RXQ), 1);
+    CHECK(stats().rx_rate_limiter_throttled >= 1);
+    REQUIRE(guest_next_frame(&f, &len, 2000));
+    CHECK(now_ms() - start >= 90);
+    REQUIRE(check_tcp_frame(f, len, &s));
+    CHECK_EQ_U64(s.flags, TCP_SYN | TCP_ACK);
+    /* The transmit limiter's one operation is still there for the back end. */
+    add_tx_frame(100, 3, 0, 0);
+    REQUIRE(vdriver_wait_used(&drv, TXQ, 1, 2000));
+    CHECK_EQ_I64(recv(fake->peer, buf, sizeof(buf), 0), HDR + 100);
+    CHECK_EQ_U64(stats().tx_rate_limiter_throttled, 0);
+    vdriver_destroy(&drv);
+    mmds_store_destroy(store);
+    fake_tx_limits = fake_rx_limits = (struct rate_limiter_config){0};
 }
 
 int main(int argc, char **argv)

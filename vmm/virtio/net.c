@@ -29,6 +29,19 @@
  * the bounce buffer), and nothing more is read while the limiter is
  * blocked. Either way the direction stops, with notifications off, until
  * the limiter's timerfd fires. Without a limit the cost is a flag test.
+ *
+ * MMDS (vmm/mmds/stack.h), on a NIC that has it: each transmitted frame's
+ * first MMDS_PEEK_BYTES decide whether it may be for the metadata
+ * service; only then is it copied whole and offered to the stack, and a
+ * frame the stack takes completes without reaching the back end. The
+ * stack's answers go to the guest before anything from the back end,
+ * through the bounce buffer with a zeroed header; they are taken from the
+ * stack only when the held chains can take any of them, so without guest
+ * buffers they wait in the stack. As in Firecracker, frames MMDS takes
+ * cost the transmit limiter nothing (it refunds them) while its answers
+ * are charged to the receive limiter like any received frame. A timerfd,
+ * armed only while the stack waits for an acknowledgement, runs the
+ * receive path for its retransmissions.
  */
 #include "net.h"
 
@@ -38,6 +51,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../lib/log.h"
@@ -90,6 +105,8 @@
 /* The largest frame (5.1.6.3.1: buffers of 65562 bytes hold any packet with its header). */
 #define NET_FRAME_MAX  65550
 #define NET_PACKET_MAX (NET_HDR_LEN + NET_FRAME_MAX)
+/* The largest frame MMDS hands the guest, with its header. */
+#define NET_MMDS_PACKET_MAX (NET_HDR_LEN + MMDS_FRAME_MAX)
 
 #define NET_QUEUE_SIZE 256
 #define RX_QUEUE       0
@@ -138,9 +155,19 @@ struct virtio_net {
     struct rate_limiter rx_limiter, tx_limiter;
     struct event_source rx_limiter_src, tx_limiter_src; /* their timerfds */
     bool rx_limiter_watched, tx_limiter_watched;
+
+    /* MMDS; all unused (mmds NULL) on a NIC without it. */
+    struct mmds_stack *mmds;
+    uint8_t *mmds_frame; /* a transmitted frame copied for the stack, NET_FRAME_MAX */
+    bool mmds_took;      /* the stack took a frame this transmit turn */
+    struct event_source mmds_timer_src; /* timerfd for retransmissions; fd -1 without MMDS */
+    bool mmds_timer_watched;
+    bool mmds_timer_armed;
+    uint64_t mmds_deadline_ms; /* when the armed timer fires, CLOCK_MONOTONIC */
 };
 
 static const struct virtio_device_ops net_ops;
+static void rx_process(struct virtio_net *n);
 
 static struct virtio_net *to_net(struct virtio_device *vdev)
 {
@@ -218,6 +245,103 @@ static void rx_account(struct virtio_net *n, size_t frame_bytes)
 {
     n->stats.rx_packets++;
     n->stats.rx_bytes += frame_bytes;
+}
+
+static bool queue_usable(const struct virtq *vq)
+{
+    return vq->enabled && !vq->broken;
+}
+
+/* --- MMDS ---------------------------------------------------------------------------------- */
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Arm the timer for the stack's next retransmission. Not while the stack
+ * has a frame for the guest (a retransmission that fell due is one): the
+ * receive path is then waiting for guest buffers, the limiter or its next
+ * turn, each of which wakes it, and arms the timer when it is done. The
+ * timer is only ever moved earlier: firing early costs one idle turn,
+ * re-arming it for every acknowledgement would cost a system call each.
+ */
+static void mmds_arm_timer(struct virtio_net *n)
+{
+    struct itimerspec its = {0};
+    uint64_t deadline;
+    int64_t ms;
+
+    if (mmds_stack_has_frame(n->mmds))
+        return;
+    ms = mmds_stack_timeout_ms(n->mmds);
+    if (ms < 0)
+        return;
+    if (ms == 0)
+        ms = 1; /* an it_value of 0 would disarm it */
+    deadline = monotonic_ms() + (uint64_t)ms;
+    if (n->mmds_timer_armed && n->mmds_deadline_ms <= deadline)
+        return;
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = (ms % 1000) * 1000000;
+    if (timerfd_settime(n->mmds_timer_src.fd, 0, &its, NULL) < 0) {
+        log_ratelimited(LOG_ERROR, "%s: arm the MMDS timer: %s", net_name(n), strerror(errno));
+        return;
+    }
+    n->mmds_timer_armed = true;
+    n->mmds_deadline_ms = deadline;
+}
+
+/*
+ * Offer the pending transmit request's frame to MMDS: true when the stack
+ * took it. The first MMDS_PEEK_BYTES decide whether it may be MMDS's, so
+ * other traffic is not copied. The stack decides again on its own copy:
+ * a guest that rewrites the frame meanwhile only changes where it goes,
+ * as with any frame it rewrites before the back end reads it.
+ */
+static bool tx_to_mmds(struct virtio_net *n)
+{
+    size_t len = n->tx_elem.out_len - NET_HDR_LEN; /* at most NET_FRAME_MAX: tx_request_valid */
+    uint8_t head[MMDS_PEEK_BYTES];
+    size_t peek = len < sizeof(head) ? len : sizeof(head);
+
+    iov_to_buf(n->tx_iov, n->tx_elem.out_num, NET_HDR_LEN, head, peek);
+    if (!mmds_stack_may_take(n->mmds, head, peek))
+        return false;
+    iov_to_buf(n->tx_iov, n->tx_elem.out_num, NET_HDR_LEN, n->mmds_frame, len);
+    return mmds_stack_detour(n->mmds, n->mmds_frame, len);
+}
+
+/* After a transmit turn in which the stack took frames: deliver its answers now. */
+static void mmds_after_transmit(struct virtio_net *n)
+{
+    n->mmds_took = false;
+    if (mmds_stack_has_frame(n->mmds) && queue_usable(&n->vdev.queues[RX_QUEUE]))
+        rx_process(n);
+    else
+        mmds_arm_timer(n);
+}
+
+/* The retransmission timer (event loop). */
+static void on_mmds_timer(struct event_source *src, uint32_t events)
+{
+    struct virtio_net *n = container_of(src, struct virtio_net, mmds_timer_src);
+    uint64_t expirations;
+
+    (void)events;
+    virtio_lock(&n->vdev);
+    if (read(src->fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+        log_ratelimited(LOG_WARN, "%s: read the MMDS timer: %s", net_name(n), strerror(errno));
+    n->mmds_timer_armed = false;
+    if (n->vdev.active && queue_usable(&n->vdev.queues[RX_QUEUE]) && mmds_stack_has_frame(n->mmds))
+        rx_process(n);
+    else
+        mmds_arm_timer(n);
+    virtio_unlock(&n->vdev);
 }
 
 /* --- transmit ------------------------------------------------------------------------------ */
@@ -318,6 +442,12 @@ static enum tx_result tx_one(struct virtio_net *n, struct virtq *vq)
             virtq_push(vq, n->tx_elem.head, 0);
             return TX_SENT;
         }
+        /* Before the limiter: what MMDS takes costs nothing (Firecracker refunds it). */
+        if (n->mmds && tx_to_mmds(n)) {
+            virtq_push(vq, n->tx_elem.head, 0);
+            n->mmds_took = true;
+            return TX_SENT;
+        }
         n->tx_pending = true;
     }
     if (!tx_may_send(n, n->tx_elem.out_len))
@@ -354,6 +484,8 @@ static void tx_process(struct virtio_net *n)
     }
     if (vq->used_idx != used_before)
         virtio_queue_done(&n->vdev, vq);
+    if (n->mmds_took)
+        mmds_after_transmit(n);
 }
 
 /* --- receive ------------------------------------------------------------------------------- */
@@ -512,6 +644,39 @@ static enum rx_result rx_deliver_direct(struct virtio_net *n, struct virtq *vq)
     return RX_PROGRESS;
 }
 
+/*
+ * Move the stack's next frame into the bounce buffer, with a zeroed header
+ * (rx_complete fills num_buffers). False when the stack had none after all.
+ */
+static bool rx_fetch_mmds(struct virtio_net *n)
+{
+    size_t len = mmds_stack_next_frame(n->mmds, n->rx_bounce + NET_HDR_LEN, MMDS_FRAME_MAX);
+
+    if (len == 0)
+        return false;
+    memset(n->rx_bounce, 0, NET_HDR_LEN);
+    n->rx_bounce_len = NET_HDR_LEN + len;
+    return true;
+}
+
+/*
+ * A frame of the stack for the guest, before anything from the back end.
+ * It leaves the stack only once the held chains can take the largest one
+ * (or more chains could not help), so without buffers it waits there.
+ */
+static enum rx_result rx_from_mmds(struct virtio_net *n, struct virtq *vq, bool *fetched)
+{
+    *fetched = false;
+    if (rx_take_buffers(n, vq, NET_MMDS_PACKET_MAX) < 0)
+        return RX_BROKEN;
+    if (n->rx_capacity < NET_MMDS_PACKET_MAX && (n->rx_nr_held == 0 || rx_can_hold_another(n, vq)))
+        return RX_NO_BUFFERS;
+    if (!rx_fetch_mmds(n))
+        return RX_PROGRESS;
+    *fetched = true;
+    return rx_flush_bounce(n, vq);
+}
+
 static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
 {
     struct iovec bounce = {.iov_base = n->rx_bounce, .iov_len = NET_PACKET_MAX};
@@ -524,6 +689,15 @@ static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
         return rx_deliver_direct(n, vq);
     if (!rx_may_receive(n))
         return RX_THROTTLED;
+    if (n->mmds && mmds_stack_has_frame(n->mmds)) {
+        bool fetched;
+        enum rx_result r = rx_from_mmds(n, vq, &fetched);
+
+        if (fetched || r != RX_PROGRESS)
+            return r;
+    }
+    if (!n->rx_maybe_readable)
+        return RX_BACKEND_EMPTY; /* here for MMDS only */
     if (rx_take_buffers(n, vq, NET_PACKET_MAX) < 0)
         return RX_BROKEN;
     if (n->rx_nr_held == 0)
@@ -547,9 +721,10 @@ static enum rx_result rx_one(struct virtio_net *n, struct virtq *vq)
     return rx_flush_bounce(n, vq);
 }
 
-static bool rx_has_work(const struct virtio_net *n)
+static bool rx_has_work(struct virtio_net *n)
 {
-    return n->rx_maybe_readable || n->rx_bounce_len || n->rx_direct_len;
+    return n->rx_maybe_readable || n->rx_bounce_len || n->rx_direct_len ||
+           (n->mmds && mmds_stack_has_frame(n->mmds));
 }
 
 static void rx_process(struct virtio_net *n)
@@ -583,6 +758,8 @@ static void rx_process(struct virtio_net *n)
         kick_later(vq);
     if (vq->used_idx != used_before)
         virtio_queue_done(&n->vdev, vq);
+    if (n->mmds)
+        mmds_arm_timer(n);
 }
 
 /* --- events and device operations ------------------------------------------------------------ */
@@ -599,11 +776,6 @@ static void on_backend_event(struct event_source *src, uint32_t events)
     if (n->vdev.active && rx_has_work(n))
         rx_process(n);
     virtio_unlock(&n->vdev);
-}
-
-static bool queue_usable(const struct virtq *vq)
-{
-    return vq->enabled && !vq->broken;
 }
 
 /* The transmit limiter's timer: requests may leave again (event loop). */
@@ -717,6 +889,7 @@ static void net_reset(struct virtio_device *vdev)
     n->tx_pending = false;
     n->tx_charged = false;
     n->tx_deferred = false;
+    n->mmds_took = false;
     watch_writable(n, false);
     n->rx_nr_held = n->rx_nr_iov = 0;
     n->rx_capacity = 0;
@@ -736,6 +909,12 @@ static void net_destroy(struct virtio_device *vdev)
         event_loop_remove(vdev->loop, &n->rx_limiter_src);
     if (n->tx_limiter_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
         event_loop_remove(vdev->loop, &n->tx_limiter_src);
+    if (n->mmds_timer_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &n->mmds_timer_src);
+    if (n->mmds_timer_src.fd >= 0)
+        close(n->mmds_timer_src.fd);
+    mmds_stack_destroy(n->mmds);
+    free(n->mmds_frame);
     rate_limiter_destroy(&n->rx_limiter);
     rate_limiter_destroy(&n->tx_limiter);
     net_backend_destroy(n->backend);
@@ -834,6 +1013,28 @@ static int set_limits(struct virtio_net *n, const struct rate_limiter_config *rx
     return ret;
 }
 
+/* The stack, its frame buffer and its timer, for a NIC with MMDS. */
+static int mmds_init(struct virtio_net *n, struct mmds_store *store, struct vr_error **err)
+{
+    int fd, ret;
+
+    ret = mmds_stack_create(store, &n->mmds, err);
+    if (ret < 0)
+        return ret;
+    n->mmds_frame = malloc(NET_FRAME_MAX);
+    if (n->mmds_frame == NULL)
+        return vr_error_set(err, ENOMEM, "allocate the MMDS frame buffer");
+    fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return vr_error_set(err, errno, "create the MMDS timer");
+    n->mmds_timer_src = (struct event_source){.fd = fd, .handler = on_mmds_timer};
+    ret = event_loop_add(n->vdev.loop, &n->mmds_timer_src, EPOLLIN, err);
+    if (ret < 0)
+        return vr_error_wrap(err, "MMDS timer");
+    n->mmds_timer_watched = true;
+    return 0;
+}
+
 static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct event_loop *loop,
                     const struct virtio_net_params *params, struct vr_error **err)
 {
@@ -853,6 +1054,8 @@ static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct
         return ret;
     ret = set_limits(n, &params->rx_rate_limiter, &params->tx_rate_limiter, err);
     if (ret < 0)
+        return ret;
+    if (params->mmds && (ret = mmds_init(n, params->mmds, err)) < 0)
         return ret;
     /* Frames may be waiting already; the first activation reads them. */
     n->rx_maybe_readable = true;
@@ -877,6 +1080,7 @@ int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_
         return vr_error_set(err, ENOMEM, "allocate virtio-net");
     }
     n->backend = backend;
+    n->mmds_timer_src.fd = -1;
     rate_limiter_init(&n->rx_limiter);
     rate_limiter_init(&n->tx_limiter);
     ret = net_init(n, mem, loop, params, err);
@@ -913,6 +1117,22 @@ void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out)
     virtio_lock(vdev);
     *out = to_net(vdev)->stats;
     virtio_unlock(vdev);
+}
+
+bool virtio_net_mmds_stats(struct virtio_device *vdev, struct mmds_stack_stats *out)
+{
+    bool has = false;
+
+    memset(out, 0, sizeof(*out));
+    if (vdev == NULL || vdev->ops != &net_ops)
+        return false;
+    virtio_lock(vdev);
+    if (to_net(vdev)->mmds) {
+        mmds_stack_get_stats(to_net(vdev)->mmds, out);
+        has = true;
+    }
+    virtio_unlock(vdev);
+    return has;
 }
 
 int virtio_net_set_rate_limiters(struct virtio_device *vdev, const struct rate_limiter_config *rx,

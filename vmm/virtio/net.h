@@ -4,6 +4,8 @@
  * front of a network back end (a TAP interface, see backends/tap.h).
  * Frames cross with their virtio_net_hdr_v1 untouched, so the guest and
  * the host kernel negotiate checksum and segmentation offloads directly.
+ * A NIC with MMDS enabled also answers for the metadata service's address
+ * itself (vmm/mmds/stack.h): those frames never reach the back end.
  */
 #ifndef VIREO_VMM_VIRTIO_NET_H
 #define VIREO_VMM_VIRTIO_NET_H
@@ -12,6 +14,7 @@
 #include <stdint.h>
 
 #include "../backends/net_backend.h"
+#include "../mmds/stack.h"
 #include "../ratelimit.h"
 #include "virtio.h"
 
@@ -24,13 +27,15 @@ struct virtio_net_params {
     /* Frames to the guest and from it; all zero: unlimited. Bytes count the virtio-net header. */
     struct rate_limiter_config rx_rate_limiter;
     struct rate_limiter_config tx_rate_limiter;
+    /* The data store this NIC serves MMDS from (it outlives the device); NULL: no MMDS. */
+    struct mmds_store *mmds;
 };
 
 struct virtio_net_stats {
-    uint64_t rx_bytes, rx_packets; /* delivered to the guest (bytes: frames without header) */
+    uint64_t rx_bytes, rx_packets; /* delivered to the guest, MMDS's too (bytes: without header) */
     uint64_t rx_dropped; /* frames read from the back end that no guest buffer could take */
     uint64_t rx_errors;  /* back-end read failures, malformed guest receive buffers */
-    uint64_t tx_bytes, tx_packets; /* taken by the back end */
+    uint64_t tx_bytes, tx_packets; /* taken by the back end (not those MMDS took) */
     uint64_t tx_dropped;           /* malformed guest requests the device refused */
     uint64_t tx_errors;            /* frames the back end refused (e.g. EIO: the tap is down) */
     /* Times a rate limiter held the direction back (Firecracker's metrics of these names). */
@@ -66,6 +71,9 @@ void virtio_net_get_rate_limiters(struct virtio_device *vdev, struct rate_limite
 
 /* A snapshot of the counters; any thread. Zeros for a device that is not virtio-net. */
 void virtio_net_stats(struct virtio_device *vdev, struct virtio_net_stats *out);
+
+/* The MMDS stack's counters; false (and zeros) when the NIC has no MMDS. Any thread. */
+bool virtio_net_mmds_stats(struct virtio_device *vdev, struct mmds_stack_stats *out);
 
 /* The MAC address the guest sees, and the interface id given at creation (or NULL). */
 void virtio_net_mac(struct virtio_device *vdev, uint8_t mac[6]);
