@@ -152,6 +152,7 @@ int instance_start_configured(struct instance *inst, struct vr_error **err)
     if (inst->machine)
         return vr_error_new(err, EBUSY, "the VM has already started");
     ret = vm_resources_to_machine_config(&inst->res, &cfg, err);
+    cfg.mmds_store = inst->mmds; /* for the interfaces mmds-config names */
     return ret < 0 ? ret : instance_start(inst, &cfg, err);
 }
 

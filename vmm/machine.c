@@ -969,6 +969,10 @@ int machine_pause(struct machine *m, struct vr_error **err)
     }
     /* The guest is still; now its devices: work that turns up waits for resume. */
     event_loop_hold_devices(m->loop);
+    /* And the disks' operations in flight land now, not while the VM is paused. */
+    for (unsigned int i = 0; i < m->nr_virtio; i++)
+        if (m->virtio[i].vdev->ops->device_id == VIRTIO_ID_BLOCK)
+            virtio_blk_quiesce(m->virtio[i].vdev);
     m->paused = true;
     return 0;
 }

@@ -458,12 +458,165 @@ def test_config_file_and_metrics():
         r = vm.wait(60)
     R.check("--config-file: the VM boots and runs its command with no API call",
             booted and state.get("state") == "Running" and r.status == 0, r.describe())
+    with open(log) as f:
+        logged = f.read()
+    R.check("logger: the config file's logger writes the monitor's messages to its file, "
+            "with their level", re.search(r"info.*guest powered off", logged, re.I) is not None,
+            "log file:\n%s" % logged[-2000:])
     lines, error = read_metrics(metrics)
     reads = [line.get("block_data", {}).get("read_bytes", 0) for line in lines or []]
     R.check("metrics: valid JSON lines; the data drive's read_bytes counts the guest's 32 MiB "
             "(%s)" % reads, flushed and lines is not None and len(lines) >= 2
             and sum(reads) >= 32 << 20 and all("utc_timestamp_ms" in x for x in lines),
             "error=%s lines=%s\n%s" % (error, (lines or [])[:1], r.describe()))
+
+
+def script_disk(name, text):
+    """A disk whose whole content is a shell script, padded with newlines to a sector multiple:
+    the guest runs it with `sh /dev/vdX`, with no quoting on the kernel command line."""
+    data = text.encode()
+    data += b"\n" * (-len(data) % 512)
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+MMDS_SCRIPT = r"""
+ip route add 169.254.169.254 dev eth0
+path=/latest/meta-data/instance-id
+# One HTTP/1.0 request to MMDS: METHOD PATH [HEADER-LINES]; MMDS closes after the reply.
+req() { printf "$1 $2 HTTP/1.0\r\n$3\r\n" | socat -t 5 - TCP:169.254.169.254:80; }
+body() { req "$@" | tail -n 1; }
+status() { req "$@" | head -n 1 | cut -d' ' -f2; }
+i=0
+while [ $i -lt 30 ] && ! req GET / | grep -q HTTP/1; do
+    i=$((i+1)); sleep 1
+done
+echo "TLSTATUS[$(status GET $path)]"
+echo "TLBODY[$(body GET $path)]"
+tok=$(body PUT /latest/api/token 'X-metadata-token-ttl-seconds: 60\r\n')
+echo "TOKENLEN[${#tok}]"
+echo "WITHTOKEN[$(body GET $path "X-metadata-token: $tok\r\n")]"
+echo "BADSTATUS[$(status GET $path "X-metadata-token: x$tok\r\n")]"
+"""
+
+
+def test_mmds():
+    """The guest reads MMDS over its NIC at 169.254.169.254: V1 without a token, V2 only with
+    the session token from PUT /latest/api/token."""
+    if not os.path.exists("/dev/net/tun"):
+        R.skip("MMDS", "no /dev/net/tun on this host")
+        return
+    ns = "vireo-e2e-mmds-%d" % os.getpid()
+    script = script_disk("mmds.sh", MMDS_SCRIPT)
+    data = {"latest": {"meta-data": {"instance-id": "i-vireo-0042", "ami-id": "ami-7"}}}
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    results = {}
+    try:
+        # A tap that is up, so the guest's other frames (IPv6 router solicitations...) go out.
+        for argv in (["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"],
+                     ["ip", "link", "set", "tap0", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns] + argv, check=True)
+        for version in ("V1", "V2"):
+            sock = os.path.join(TMP, "mmds-%s.sock" % version)
+            cfg = os.path.join(TMP, "mmds-%s.json" % version)
+            doc = firecracker_config("sh /dev/vdb", drives=[{
+                "drive_id": "script", "path_on_host": script, "is_root_device": False,
+                "is_read_only": True}], extra={
+                    "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                            "guest_mac": "06:00:ac:10:00:02"}],
+                    "mmds-config": {"version": version, "network_interfaces": ["eth0"]}})
+            doc["boot-source"]["boot_args"] = doc["boot-source"]["boot_args"].replace(
+                " -- ", " ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off -- ")
+            with open(cfg, "w") as f:
+                json.dump(doc, f)
+            vm = vmtest.Vmm(["--config-file", cfg, "--api-sock", sock], force=False,
+                            stdin=subprocess.DEVNULL, prefix=["ip", "netns", "exec", ns])
+            put = wait_socket(sock) and vmtest.api(sock, "PUT", "/mmds", data)[0] == 204
+            got = vmtest.api(sock, "GET", "/mmds")[1] if put else None
+            r = vm.wait(BOOT_TIMEOUT)
+            results[version] = (put and got == data, r)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+    def field(r, name):
+        m = re.search(r"%s\[([^]]*)\]" % name, r.out)
+        return m.group(1) if m else None
+
+    ok1, r1 = results.get("V1", (False, None))
+    ok2, r2 = results.get("V2", (False, None))
+    R.check("MMDS V1: PUT and GET /mmds on the API; the guest reads instance-id without a "
+            "token", ok1 and r1 is not None and field(r1, "TLSTATUS") == "200"
+            and field(r1, "TLBODY") == "i-vireo-0042", r1.describe() if r1 else "no run")
+    R.check("MMDS V2: the guest gets a token from PUT /latest/api/token and reads with it; "
+            "without a token, or with a wrong one, it gets 401",
+            ok2 and r2 is not None and field(r2, "WITHTOKEN") == "i-vireo-0042"
+            and int(field(r2, "TOKENLEN") or 0) > 10 and field(r2, "TLSTATUS") == "401"
+            and field(r2, "BADSTATUS") == "401", r2.describe() if r2 else "no run")
+
+
+NET_LIMIT_SCRIPT = r"""
+bw() {
+    iperf3 -c 10.0.2.1 -t 8 -O 2 -J | python3 -c 'import json, sys
+print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))'
+}
+sleep 1
+echo "NET1[$(bw)]"
+read line
+echo "NET2[$(bw)]"
+"""
+
+
+def test_net_rate_limiter():
+    """A NIC whose transmit side is limited to 10 MiB/s sends at 10 MiB/s to iperf3 on the host
+    (within 10 %); PATCHed to 20 MiB/s, at 20 MiB/s, without a reboot."""
+    if not os.path.exists("/dev/net/tun"):
+        R.skip("network rate limiter", "no /dev/net/tun on this host")
+        return
+    ns = "vireo-e2e-rl-%d" % os.getpid()
+    mib = 1 << 20
+    sock = os.path.join(TMP, "netrl.sock")
+    cfg = os.path.join(TMP, "netrl.json")
+    doc = firecracker_config("sh /dev/vdb", drives=[{
+        "drive_id": "script", "path_on_host": script_disk("netrl.sh", NET_LIMIT_SCRIPT),
+        "is_root_device": False, "is_read_only": True}], extra={
+            "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                    "tx_rate_limiter": {"bandwidth": {"size": 10 * mib,
+                                                                      "refill_time": 1000}}}]})
+    doc["boot-source"]["boot_args"] = doc["boot-source"]["boot_args"].replace(
+        " -- ", " ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off -- ")
+    with open(cfg, "w") as f:
+        json.dump(doc, f)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server = None
+    status = None
+    try:
+        for argv in (["ip", "link", "set", "lo", "up"],
+                     ["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"],
+                     ["ip", "addr", "add", "10.0.2.1/24", "dev", "tap0"],
+                     ["ip", "link", "set", "tap0", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns] + argv, check=True)
+        server = subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-B", "10.0.2.1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        vm = vmtest.Vmm(["--config-file", cfg, "--api-sock", sock], force=False,
+                        prefix=["ip", "netns", "exec", ns])
+        if vm.expect("NET1[", BOOT_TIMEOUT) and vm.expect("]", 5):
+            status = vmtest.api(sock, "PATCH", "/network-interfaces/eth0", {
+                "iface_id": "eth0",
+                "tx_rate_limiter": {"bandwidth": {"size": 20 * mib, "refill_time": 1000}}})[0]
+            vm.send("\n")
+        r = vm.wait(120)
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns])
+    rates = [int(x) / 8 / mib for x in re.findall(r"NET\d\[(\d+)\]", r.out)]
+    R.check("rate limiter: a NIC limited to 10 MiB/s sends at 9-11 MiB/s (%s)" % rates,
+            len(rates) >= 1 and 9 <= rates[0] <= 11, r.describe())
+    R.check("rate limiter: PATCH to 20 MiB/s answers 204 and the NIC sends at 18-22 MiB/s (%s)"
+            % rates, status == 204 and len(rates) == 2 and 18 <= rates[1] <= 22, r.describe())
 
 
 def test_drive_rate_limiter():
@@ -506,7 +659,7 @@ def main():
         R.skip("Firecracker API tests", "no root disk image (run guest/build-rootfs)")
         vmtest.exit_cleanly(R)
     tests = (test_getting_started, test_config_file_and_metrics, test_drive_rate_limiter,
-             test_bad_requests, test_pause_resume, test_ctrl_alt_del)
+             test_net_rate_limiter, test_mmds, test_bad_requests, test_pause_resume, test_ctrl_alt_del)
     wanted = sys.argv[1:]
     for test in tests:
         if not wanted or any(w in test.__name__ for w in wanted):

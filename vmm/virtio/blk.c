@@ -902,6 +902,25 @@ void virtio_blk_get_rate_limiter(struct virtio_device *vdev, struct rate_limiter
     virtio_unlock(vdev);
 }
 
+void virtio_blk_quiesce(struct virtio_device *vdev)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    struct virtq *vq = &vdev->queues[0];
+
+    virtio_lock(vdev);
+    disk_kick(blk->disk);
+    disk_drain(blk->disk); /* completes them: used ring written, interrupt decided */
+    signal_now(blk, vq);
+    /*
+     * Nothing is in flight, so nothing would look at the ring again: take
+     * kicks, and leave the recheck timer for what is already queued (it
+     * runs once the event loop lets devices run again).
+     */
+    if (polling_ring(blk, vq) && virtq_enable_notify(vq))
+        recheck_set(blk, true);
+    virtio_unlock(vdev);
+}
+
 void virtio_blk_stats(struct virtio_device *vdev, struct virtio_blk_stats *out)
 {
     struct virtio_blk *blk = to_blk(vdev);

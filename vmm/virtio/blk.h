@@ -131,6 +131,14 @@ int virtio_blk_set_rate_limiter(struct virtio_device *vdev, const struct rate_li
                                 struct vr_error **err);
 void virtio_blk_get_rate_limiter(struct virtio_device *vdev, struct rate_limiter_config *out);
 
+/*
+ * Wait for the operations in flight and complete them, so that nothing
+ * writes guest memory afterwards until the device is served again (a
+ * paused VM). Requests still in the ring stay there. Event loop thread;
+ * takes the device lock.
+ */
+void virtio_blk_quiesce(struct virtio_device *vdev);
+
 /* Snapshot of the counters (takes the device lock). */
 void virtio_blk_stats(struct virtio_device *vdev, struct virtio_blk_stats *out);
 
