@@ -467,11 +467,6 @@ static int check_machine(const struct vm_resources *r, const struct vm_machine *
         return res_error(err, EINVAL, ctx, "vcpu_count",
                          "with smt enabled the number of vCPUs must be 1 or even (got %u)",
                          m->vcpu_count);
-    /* Refused rather than ignored: the guest would see one thread per core all the same. */
-    if (m->smt)
-        return res_error(err, ENOTSUP, ctx, "smt",
-                         "vireo-vmm presents one thread per core; SMT topology is not "
-                         "supported yet");
     if (m->huge_pages == VM_HUGE_PAGES_2M && m->mem_size_mib % 2)
         return res_error(err, EINVAL, ctx, "mem_size_mib",
                          "with 2M huge pages the memory size must be a multiple of 2 MiB (got "
@@ -1646,6 +1641,7 @@ static void fill_disk(struct machine_disk *out, const struct vm_drive *d)
         .id = d->drive_id,
         .io = d->io_engine == VM_IO_ENGINE_ASYNC ? DISK_ENGINE_IO_URING : DISK_ENGINE_THREAD,
         .rate_limiter = d->rate_limiter,
+        .unsafe_cache = d->cache_type == VM_CACHE_UNSAFE,
     };
 }
 
@@ -1692,6 +1688,7 @@ int vm_resources_to_machine_config(struct vm_resources *r, struct machine_config
     out->thp = r->machine.huge_pages == VM_HUGE_PAGES_TRANSPARENT;
     out->hugetlb = r->machine.huge_pages == VM_HUGE_PAGES_2M;
     out->track_dirty_pages = r->machine.track_dirty_pages;
+    out->smt = r->machine.smt;
     out->nr_disks = r->nr_drives;
     for (unsigned int i = 0; i < r->nr_drives; i++)
         fill_disk(&out->disks[i], &r->drives[i]);

@@ -24,6 +24,11 @@ struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function,
     return NULL;
 }
 
+static uint32_t threads(const struct cpuid_options *o)
+{
+    return o->threads_per_core == 2 && o->nr_vcpus % 2 == 0 ? 2 : 1;
+}
+
 /* Bits needed to number n things: ceil(log2(n)). */
 static uint32_t id_bits(uint32_t n)
 {
@@ -65,7 +70,8 @@ static void leaf1(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o, uint3
         e->edx &= ~LEAF1_EDX_HTT;
 }
 
-/* Intel deterministic cache parameters: caches are per core, the last level shared. */
+/* Intel deterministic cache parameters: caches are per core (its threads share them), the last
+ * level shared by all. */
 static void leaf4(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o)
 {
     for (uint32_t sub = 0; sub < 8; sub++) {
@@ -75,9 +81,11 @@ static void leaf4(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o)
         if (e == NULL || (e->eax & 0x1f) == 0)
             break;
         level = (e->eax >> 5) & 0x7;
-        sharing = level >= 3 ? o->nr_vcpus - 1 : 0;
+        sharing = level >= 3 ? o->nr_vcpus - 1 : threads(o) - 1;
         /* The fields are 6 and 12 bits wide: saturate rather than wrap. */
-        cores = o->nr_vcpus - 1 > 0x3f ? 0x3f : o->nr_vcpus - 1;
+        cores = o->nr_vcpus / threads(o) - 1;
+        if (cores > 0x3f)
+            cores = 0x3f;
         if (sharing > 0xfff)
             sharing = 0xfff;
         e->eax &= 0x3fff;
@@ -85,7 +93,7 @@ static void leaf4(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o)
     }
 }
 
-/* Extended topology (0xB and 0x1F): an SMT level of 1 thread, then a core level of N. */
+/* Extended topology (0xB and 0x1F): an SMT level of 1 or 2 threads, then a core level of N. */
 static void topology_leaf(struct kvm_cpuid2 *cpuid, uint32_t leaf, const struct cpuid_options *o,
                           uint32_t apic_id)
 {
@@ -97,8 +105,8 @@ static void topology_leaf(struct kvm_cpuid2 *cpuid, uint32_t leaf, const struct 
         e->edx = apic_id;
         switch (sub) {
         case 0:
-            e->eax = 0;
-            e->ebx = 1;
+            e->eax = id_bits(threads(o));
+            e->ebx = threads(o);
             e->ecx = sub | TOPO_LEVEL_SMT << 8;
             break;
         case 1:
@@ -129,11 +137,11 @@ static void amd_leaves(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o, 
         e->ecx &= ~0xf0ffu;
         e->ecx |= ((o->nr_vcpus - 1) & 0xff) | (id_bits(o->nr_vcpus) & 0xf) << 12;
     }
-    /* 0x8000001E: extended APIC ID, core (compute unit) ID, single node. */
+    /* 0x8000001E: extended APIC ID, core (compute unit) ID and its threads, single node. */
     e = cpuid_find(cpuid, 0x8000001e, 0);
     if (e) {
         e->eax = apic_id;
-        e->ebx = apic_id & 0xff;
+        e->ebx = ((apic_id >> id_bits(threads(o))) & 0xff) | (threads(o) - 1) << 8;
         e->ecx = 0;
     }
 }

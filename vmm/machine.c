@@ -91,6 +91,7 @@ struct machine {
     struct event_loop *loop;        /* the instance's; devices and the stop event run on it */
     struct event_source stop_event; /* eventfd, written by whoever stops the machine */
 
+    bool smt;              /* two threads per core in the CPU topology */
     struct vcpu_gate gate; /* where vCPUs wait while the VM is paused */
     bool paused;
 
@@ -405,6 +406,7 @@ static int create_virtio_devices(struct machine *m, const struct machine_config 
                                           .id = d->id,
                                           .serial = d->serial,
                                           .engine = d->io,
+                                          .unsafe_cache = d->unsafe_cache,
                                           .rate_limiter = d->rate_limiter};
 
         ret = virtio_blk_create(&m->mem, m->loop, &opts, &vdev, err);
@@ -680,6 +682,7 @@ static int create_vcpus(struct machine *m, struct vr_error **err)
     cleanup_free uint32_t *msr_indices = NULL;
     struct vcpu_platform platform = {
         .nr_vcpus = m->nr_vcpus,
+        .threads_per_core = m->smt ? 2 : 1,
         .tsc_deadline = vm_check_extension(&m->vm, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
     };
     int ret;
@@ -828,6 +831,7 @@ int machine_create(const struct machine_config *cfg, struct event_loop *loop, st
     m->pio.name = "pio";
     m->mmio.name = "mmio";
     m->transport = cfg->transport;
+    m->smt = cfg->smt;
     pthread_mutex_init(&m->stop_lock, NULL);
     pthread_mutex_init(&m->vm.routes_lock, NULL);
     pthread_mutex_init(&m->gate.lock, NULL);

@@ -41,6 +41,7 @@ struct machine_disk {
     const char *serial;  /* what the guest reads as the disk's serial; defaults to id */
     enum disk_engine io; /* AUTO: io_uring where the host allows it, else worker threads */
     struct rate_limiter_config rate_limiter; /* all zero: unlimited */
+    bool unsafe_cache; /* no FLUSH offered (Firecracker's cache_type Unsafe) */
 };
 
 /* --net tap=NAME[,mac=MAC][,id=ID] */
@@ -76,6 +77,7 @@ struct machine_config {
     bool thp;               /* back guest RAM with transparent huge pages */
     bool hugetlb;           /* back guest RAM with 2 MiB hugetlbfs pages (Firecracker "2M") */
     bool track_dirty_pages; /* KVM dirty logging on guest RAM, for incremental snapshots */
+    bool smt;               /* two threads per core (Firecracker's smt; needs an even count) */
     bool force;             /* run even where KVM cannot run stock guests */
     const char *kvm_device; /* normally /dev/kvm */
     struct console_config console;

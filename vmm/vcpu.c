@@ -82,7 +82,11 @@ static int set_cpuid(struct vcpu *vcpu, const struct vcpu_platform *p, struct vr
 {
     size_t size = sizeof(*p->cpuid) + p->cpuid->nent * sizeof(p->cpuid->entries[0]);
     cleanup_free struct kvm_cpuid2 *cpuid = malloc(size);
-    struct cpuid_options opts = {.nr_vcpus = p->nr_vcpus, .tsc_deadline = p->tsc_deadline};
+    struct cpuid_options opts = {
+        .nr_vcpus = p->nr_vcpus,
+        .threads_per_core = p->threads_per_core,
+        .tsc_deadline = p->tsc_deadline,
+    };
 
     if (cpuid == NULL)
         return vr_error_set(err, ENOMEM, "allocate CPUID");

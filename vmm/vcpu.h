@@ -93,7 +93,8 @@ struct vcpu_platform {
     const uint32_t *msr_indices;    /* KVM_GET_MSR_INDEX_LIST */
     uint32_t nr_msr_indices;
     unsigned int nr_vcpus;
-    bool tsc_deadline; /* KVM_CAP_TSC_DEADLINE_TIMER */
+    unsigned int threads_per_core; /* 2: SMT, pairs of vCPUs are a core's threads */
+    bool tsc_deadline;             /* KVM_CAP_TSC_DEADLINE_TIMER */
 };
 
 /* CPUID, MSRs, FPU and LAPIC setup common to all vCPUs. */

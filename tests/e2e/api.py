@@ -438,14 +438,18 @@ def test_config_file_and_metrics():
     open(log, "w").close()
     data = data_disk("cf-data.raw", 64)
     cfg = os.path.join(TMP, "vm.json")
-    cmd = "dd if=/dev/vdb of=/dev/null bs=1M count=32 iflag=direct; echo IO-DONE; read x"
+    cmd = ("cat /sys/devices/system/cpu/cpu0/topology/thread_siblings_list "
+           "/sys/block/vda/queue/write_cache /sys/block/vdb/queue/write_cache; "
+           "dd if=/dev/vdb of=/dev/null bs=1M count=32 iflag=direct; echo IO-DONE; read x")
+    doc = firecracker_config(cmd, drives=[{"drive_id": "data", "path_on_host": data,
+                                           "is_root_device": False, "is_read_only": True,
+                                           "cache_type": "Writeback"}],
+                             extra={"metrics": {"metrics_path": metrics},
+                                    "logger": {"log_path": log, "level": "Info",
+                                               "show_level": True}})
+    doc["machine-config"]["smt"] = True
     with open(cfg, "w") as f:
-        json.dump(firecracker_config(cmd, drives=[{"drive_id": "data", "path_on_host": data,
-                                                   "is_root_device": False,
-                                                   "is_read_only": True}],
-                                     extra={"metrics": {"metrics_path": metrics},
-                                            "logger": {"log_path": log, "level": "Info",
-                                                       "show_level": True}}), f)
+        json.dump(doc, f)
     vm = vmtest.Vmm(["--config-file", cfg, "--api-sock", sock], force=False)
     flushed = False
     try:
@@ -458,6 +462,11 @@ def test_config_file_and_metrics():
         r = vm.wait(60)
     R.check("--config-file: the VM boots and runs its command with no API call",
             booted and state.get("state") == "Running" and r.status == 0, r.describe())
+    R.check("machine-config smt: vCPUs 0 and 1 are one core's two threads",
+            re.search(r"^0-1\r?$", r.out, re.M) is not None, r.describe())
+    R.check("cache_type: the root drive (Unsafe, the default) is write through for the guest, "
+            "the Writeback one write back", re.search(r"write through\r?\nwrite back", r.out)
+            is not None, r.describe())
     with open(log) as f:
         logged = f.read()
     R.check("logger: the config file's logger writes the monitor's messages to its file, "

@@ -1425,6 +1425,31 @@ static char *create_error(const char *path, bool ro, const char *serial)
     return msg;
 }
 
+/* Firecracker's cache_type Unsafe: no FLUSH offered, so the guest never waits for fdatasync. */
+TEST(unsafe_cache_offers_no_flush)
+{
+    struct virtio_blk_options opts = {.engine = DISK_ENGINE_THREAD, .unsafe_cache = true};
+    char copy[sizeof(img_path) + 8];
+    int fd = -1;
+    struct virtio_device *vdev = NULL;
+    struct vr_error *err = NULL;
+
+    SETUP(DISK_ENGINE_THREAD);
+    /* An image of its own: the test's device holds the first one's lock. */
+    REQUIRE(make_image(copy, sizeof(copy), 1 << 20, &fd) == 0);
+    opts.path = copy;
+    if (virtio_blk_create(&drv.mem, &drv.loop, &opts, &vdev, &err) < 0)
+        printf("  %s\n", err->msg);
+    REQUIRE(vdev != NULL);
+    CHECK(!(virtio_read_device_features(vdev, 0) & VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH)));
+    virtio_device_destroy(vdev);
+    close(fd);
+    unlink(copy);
+    /* The default (Writeback, and vireo's --disk) offers it. */
+    CHECK(virtio_read_device_features(drv.vdev, 0) & VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH));
+    teardown();
+}
+
 TEST(create_errors)
 {
     char path[256], dir[256];

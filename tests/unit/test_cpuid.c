@@ -234,18 +234,18 @@ TEST(leaf_1f_like_0b)
 
 /* ---- Intel topology ----------------------------------------------------------------------- */
 
-static void check_intel_topology(unsigned int nr)
+static void check_intel_topology_smt(unsigned int nr, unsigned int threads)
 {
     for (uint32_t apic = 0; apic < nr; apic++) {
         struct kvm_cpuid2 *t = intel_table();
-        struct cpuid_options o = {.nr_vcpus = nr};
+        struct cpuid_options o = {.nr_vcpus = nr, .threads_per_core = threads};
         struct kvm_cpuid_entry2 *e;
 
         cpuid_normalize(t, &o, apic);
-        /* 0xB.0: SMT level, 1 thread per core, shift 0. */
+        /* 0xB.0: SMT level, 1 or 2 threads per core, shift 0 or 1. */
         e = get(t, 0xb, 0);
-        CHECK_EQ_U64(e->eax & 0x1f, 0);
-        CHECK_EQ_U64(e->ebx & 0xffff, 1);
+        CHECK_EQ_U64(e->eax & 0x1f, threads - 1);
+        CHECK_EQ_U64(e->ebx & 0xffff, threads);
         CHECK_EQ_U64((e->ecx >> 8) & 0xff, 1);
         CHECK_EQ_U64(e->ecx & 0xff, 0);
         CHECK_EQ_U64(e->edx, apic); /* x2APIC ID */
@@ -266,14 +266,14 @@ static void check_intel_topology(unsigned int nr)
         /* The APIC ID must fit in the core-level shift. */
         CHECK(apic >> bits_for(nr) == 0);
 
-        /* Leaf 4: N-1 cores per package; caches private except L3, shared by all. */
+        /* Leaf 4: N/threads - 1 cores per package; caches per core except L3, shared by all. */
         for (uint32_t sub = 0; sub < 4; sub++) {
             uint32_t level;
 
             e = get(t, 4, sub);
             level = (e->eax >> 5) & 7;
-            CHECK_EQ_U64(e->eax >> 26, nr - 1);
-            CHECK_EQ_U64((e->eax >> 14) & 0xfff, level >= 3 ? nr - 1 : 0);
+            CHECK_EQ_U64(e->eax >> 26, nr / threads - 1);
+            CHECK_EQ_U64((e->eax >> 14) & 0xfff, level >= 3 ? nr - 1 : threads - 1);
             CHECK_EQ_U64(e->eax & 0x3fff, intel_leaf4_eax[sub] & 0x3fff); /* type, level... */
             CHECK_EQ_U64(e->ebx, 0x01c0003f + sub);                       /* geometry kept */
             CHECK_EQ_U64(e->ecx, 0x3f + sub);
@@ -284,6 +284,21 @@ static void check_intel_topology(unsigned int nr)
         CHECK_EQ_U64(get(t, 0x80000001, 0)->ecx, 0x121);
         free(t);
     }
+}
+
+static void check_intel_topology(unsigned int nr)
+{
+    check_intel_topology_smt(nr, 1);
+}
+
+TEST(intel_topology_smt_2)
+{
+    check_intel_topology_smt(2, 2);
+}
+
+TEST(intel_topology_smt_6)
+{
+    check_intel_topology_smt(6, 2);
 }
 
 TEST(intel_topology_1)
@@ -341,11 +356,11 @@ TEST(missing_leaves_are_fine)
 
 /* ---- AMD topology ------------------------------------------------------------------------- */
 
-static void check_amd_topology(unsigned int nr)
+static void check_amd_topology_smt(unsigned int nr, unsigned int threads)
 {
     for (uint32_t apic = 0; apic < nr; apic++) {
         struct kvm_cpuid2 *t = amd_table();
-        struct cpuid_options o = {.nr_vcpus = nr};
+        struct cpuid_options o = {.nr_vcpus = nr, .threads_per_core = threads};
         struct kvm_cpuid_entry2 *e;
 
         cpuid_normalize(t, &o, apic);
@@ -359,13 +374,13 @@ static void check_amd_topology(unsigned int nr)
         CHECK_EQ_U64((e->ecx >> 12) & 0xf, bits_for(nr));
         CHECK_EQ_U64(e->ecx & ~0xf0ffu, 0x0001703f & ~0xf0ffu);
         CHECK_EQ_U64(e->eax, 0x3030);
-        /* 0x8000001E: extended APIC ID, core ID, 1 thread per core, node 0 of 1. */
+        /* 0x8000001E: extended APIC ID, core ID, threads per core, node 0 of 1. */
         e = get(t, 0x8000001e, 0);
         CHECK_EQ_U64(e->eax, apic);
-        CHECK_EQ_U64(e->ebx & 0xff, apic);
-        CHECK_EQ_U64((e->ebx >> 8) & 0xff, 0); /* threads per compute unit - 1 */
-        CHECK_EQ_U64(e->ecx & 0xff, 0);        /* node ID */
-        CHECK_EQ_U64((e->ecx >> 8) & 7, 0);    /* nodes per processor - 1 */
+        CHECK_EQ_U64(e->ebx & 0xff, apic / threads);
+        CHECK_EQ_U64((e->ebx >> 8) & 0xff, threads - 1); /* threads per compute unit - 1 */
+        CHECK_EQ_U64(e->ecx & 0xff, 0);                  /* node ID */
+        CHECK_EQ_U64((e->ecx >> 8) & 7, 0);              /* nodes per processor - 1 */
         /* Extended topology on AMD follows the same rules. */
         e = get(t, 0xb, 1);
         CHECK_EQ_U64(e->ebx & 0xffff, nr);
@@ -376,6 +391,32 @@ static void check_amd_topology(unsigned int nr)
         CHECK_EQ_U64(e->ebx, 0x5678);
         free(t);
     }
+}
+
+static void check_amd_topology(unsigned int nr)
+{
+    check_amd_topology_smt(nr, 1);
+}
+
+TEST(amd_topology_smt_4)
+{
+    check_amd_topology_smt(4, 2);
+}
+
+/* SMT needs pairs: an odd count keeps one thread per core rather than a lopsided topology. */
+TEST(smt_with_odd_count_is_one_thread_per_core)
+{
+    struct cpuid_options o = {.nr_vcpus = 3, .threads_per_core = 2};
+    struct kvm_cpuid2 *intel = intel_table(), *amd = amd_table();
+
+    cpuid_normalize(intel, &o, 2);
+    CHECK_EQ_U64(get(intel, 0xb, 0)->ebx & 0xffff, 1);
+    CHECK_EQ_U64(get(intel, 4, 0)->eax >> 26, 2);
+    cpuid_normalize(amd, &o, 2);
+    CHECK_EQ_U64((get(amd, 0x8000001e, 0)->ebx >> 8) & 0xff, 0);
+    CHECK_EQ_U64(get(amd, 0x8000001e, 0)->ebx & 0xff, 2);
+    free(intel);
+    free(amd);
 }
 
 TEST(amd_topology_1)

@@ -281,8 +281,6 @@ static const struct bad_case bad_cases[] = {
     {OP_MACHINE_PATCH, NULL, "{}", "the PATCH body changes nothing"},
     {OP_MACHINE_PATCH, NULL, "{\"vcpu_count\":null}", "the PATCH body changes nothing"},
     {OP_MACHINE_PATCH, NULL, "{\"smt\":true,\"vcpu_count\":3}", "vcpu_count: with smt enabled"},
-    {OP_MACHINE_PUT, NULL, "{\"vcpu_count\":2,\"mem_size_mib\":128,\"smt\":true}",
-     "smt: vireo-vmm presents one thread per core"},
     {OP_MACHINE_PATCH, NULL, "{\"track_dirty_pages\":1}", "track_dirty_pages: must be true"},
     {OP_MACHINE_PATCH, NULL, "{\"huge_pages\":\"none\"}", "huge_pages: must be one of"},
     /* drives */
@@ -493,17 +491,10 @@ TEST(resources_machine_config_put_resets_patch_keeps)
     CHECK_EQ_U64(r.machine.mem_size_mib, 1024);
     CHECK_EQ_U64(r.machine.vcpu_count, 4);
     CHECK(r.machine.track_dirty_pages);
-    /* vireo-vmm has no SMT topology to offer: refused, not ignored, and nothing changes. */
-    {
-        json_t *smt = J("{\"smt\":true,\"vcpu_count\":2}");
-        struct vr_error *err = NULL;
-
-        CHECK_EQ_I64(run_op(&r, OP_MACHINE_PATCH, NULL, smt, &err), -ENOTSUP);
-        vr_error_free(&err);
-        json_decref(smt);
-    }
-    CHECK_EQ_U64(r.machine.vcpu_count, 4);
-    CHECK(!r.machine.smt);
+    REQUIRE(ok_op(&r, OP_MACHINE_PATCH, NULL, "{\"smt\":true}"));
+    CHECK(r.machine.smt && r.machine.track_dirty_pages);
+    /* SMT allows 1 vCPU. */
+    REQUIRE(ok_op(&r, OP_MACHINE_PATCH, NULL, "{\"vcpu_count\":1}"));
     /* PUT: absent optional fields go back to their defaults. */
     REQUIRE(ok_op(&r, OP_MACHINE_PUT, NULL, "{\"vcpu_count\":3,\"mem_size_mib\":130}"));
     CHECK(!r.machine.smt && !r.machine.track_dirty_pages);

@@ -796,7 +796,9 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
     build_config(blk);
 
     features = VIRTIO_FEATURE(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_FEATURE(VIRTIO_BLK_F_BLK_SIZE) |
-               VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH) | VIRTIO_FEATURE(VIRTIO_BLK_F_TOPOLOGY);
+               VIRTIO_FEATURE(VIRTIO_BLK_F_TOPOLOGY);
+    if (!opts->unsafe_cache)
+        features |= VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH);
     if (opts->read_only)
         features |= VIRTIO_FEATURE(VIRTIO_BLK_F_RO);
     else

@@ -80,6 +80,13 @@ struct virtio_blk_options {
     const char *id;     /* drive id (Firecracker's drive_id); NULL allowed */
     const char *serial; /* VIRTIO_BLK_T_GET_ID string, at most 20 bytes; defaults to id */
     enum disk_engine engine;
+    /*
+     * Firecracker's cache_type "Unsafe": VIRTIO_BLK_F_FLUSH is not offered,
+     * so the guest sends no flushes and writes stay in the host's page
+     * cache until the host writes them back. Otherwise ("Writeback") a
+     * flush is fdatasync.
+     */
+    bool unsafe_cache;
     struct rate_limiter_config rate_limiter; /* all zero: unlimited */
 };
 
