@@ -7,6 +7,7 @@
 #define LEAF1_ECX_HYPERVISOR   (1u << 31)
 #define LEAF1_EDX_HTT          (1u << 28)
 #define EXT1_ECX_CMP_LEGACY    (1u << 1)
+#define EXT1_ECX_TOPOEXT       (1u << 22)
 
 #define TOPO_LEVEL_SMT  1
 #define TOPO_LEVEL_CORE 2
@@ -124,7 +125,7 @@ static void topology_leaf(struct kvm_cpuid2 *cpuid, uint32_t leaf, const struct 
 
 static void amd_leaves(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o, uint32_t apic_id)
 {
-    struct kvm_cpuid_entry2 *e;
+    struct kvm_cpuid_entry2 *e, *ext;
 
     e = cpuid_find(cpuid, 0x80000001, 0);
     if (e && o->nr_vcpus > 1)
@@ -139,6 +140,14 @@ static void amd_leaves(struct kvm_cpuid2 *cpuid, const struct cpuid_options *o, 
     }
     /* 0x8000001E: extended APIC ID, core (compute unit) ID and its threads, single node. */
     e = cpuid_find(cpuid, 0x8000001e, 0);
+    /*
+     * Linux on AMD counts a core's threads only from this leaf, and reads it
+     * only when TOPOEXT says it is there: with SMT, say so (as Firecracker
+     * does), even where the host's KVM did not pass the bit on.
+     */
+    ext = cpuid_find(cpuid, 0x80000001, 0);
+    if (e && ext && threads(o) > 1)
+        ext->ecx |= EXT1_ECX_TOPOEXT;
     if (e) {
         e->eax = apic_id;
         e->ebx = ((apic_id >> id_bits(threads(o))) & 0xff) | (threads(o) - 1) << 8;

@@ -97,6 +97,8 @@ int instance_create(const struct instance_options *opts, struct instance **out,
     inst->id = strdup(opts->id ? opts->id : "anonymous-instance");
     ret = inst->id ? 0 : vr_error_set(err, ENOMEM, "instance id");
     if (ret == 0)
+        log_set_instance_id(inst->id); /* in every line of a configured logger */
+    if (ret == 0)
         ret = event_loop_init(&inst->loop, err);
     if (ret == 0)
         ret = setup_signals(inst, err);

@@ -400,7 +400,15 @@ static void check_amd_topology(unsigned int nr)
 
 TEST(amd_topology_smt_4)
 {
+    struct cpuid_options o = {.nr_vcpus = 4, .threads_per_core = 2};
+    struct kvm_cpuid2 *t = amd_table();
+
     check_amd_topology_smt(4, 2);
+    /* With SMT, TOPOEXT is set even where KVM did not offer it: Linux reads 0x8000001E then. */
+    get(t, 0x80000001, 0)->ecx &= ~(1u << 22);
+    cpuid_normalize(t, &o, 3);
+    CHECK(get(t, 0x80000001, 0)->ecx & (1u << 22));
+    free(t);
 }
 
 /* SMT needs pairs: an odd count keeps one thread per core rather than a lopsided topology. */
@@ -412,8 +420,10 @@ TEST(smt_with_odd_count_is_one_thread_per_core)
     cpuid_normalize(intel, &o, 2);
     CHECK_EQ_U64(get(intel, 0xb, 0)->ebx & 0xffff, 1);
     CHECK_EQ_U64(get(intel, 4, 0)->eax >> 26, 2);
+    get(amd, 0x80000001, 0)->ecx &= ~(1u << 22);
     cpuid_normalize(amd, &o, 2);
     CHECK_EQ_U64((get(amd, 0x8000001e, 0)->ebx >> 8) & 0xff, 0);
+    CHECK(!(get(amd, 0x80000001, 0)->ecx & (1u << 22))); /* no SMT: TOPOEXT left as KVM said */
     CHECK_EQ_U64(get(amd, 0x8000001e, 0)->ebx & 0xff, 2);
     free(intel);
     free(amd);
