@@ -707,7 +707,7 @@ def main():
     wanted = sys.argv[1:]
     for test in tests:
         if not wanted or any(w in test.__name__ for w in wanted):
-            test()
+            vmtest.run_case(R, test)
     vmtest.exit_cleanly(R)
 
 

@@ -404,31 +404,6 @@ def test_hvc0_and_hwrng():
             r.describe())
 
 
-# Failures the nested test environment is known to cause (tests/sandbox/README.md,
-# "Known faults of the emulated SVM"): a guest triple fault, and a guest that
-# stops making progress, which so far was seen only there and is not fully
-# explained. In the sandbox a case that fails this way runs once more; the first
-# attempt's failure, with the monitor's virtio report (SIGUSR2), is printed in
-# full with the RETRY line, so it stays in the log.
-ENVIRONMENT_FAULTS = ("guest triple fault", "timed_out=True")
-
-
-def run_case(test):
-    R.hold()
-    test()
-    held = R.take_held()
-    failures = [(name, detail) for name, ok, detail in held if not ok]
-    nested = os.environ.get("VIREO_IN_SANDBOX") == "1"
-    if nested and any(sig in detail for _, detail in failures for sig in ENVIRONMENT_FAULTS):
-        name, detail = failures[0]
-        print("RETRY %s: first attempt failed (%s); once more. Its output:\n%s" % (
-            test.__name__, name, detail), flush=True)
-        test()
-        return
-    for name, ok, detail in held:
-        R.check(name, ok, detail)
-
-
 def main():
     if not os.path.exists(ROOTFS):
         R.skip("virtio device tests", "no root disk image (run guest/build-rootfs)")
@@ -440,7 +415,7 @@ def main():
     try:
         for test in tests:
             if not wanted or any(w in test.__name__ for w in wanted):
-                run_case(test)
+                vmtest.run_case(R, test)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     vmtest.exit_cleanly(R)

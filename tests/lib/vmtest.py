@@ -189,6 +189,32 @@ class Vmm:
         return any(s and not s.closed for s in (self.proc.stdout, self.proc.stderr))
 
 
+# Failures the nested test environment is known to cause (tests/sandbox/README.md,
+# "Known faults of the emulated SVM"): a guest triple fault, and a guest that
+# stops making progress, which so far was seen only there and is not fully
+# explained. In the sandbox a case that fails this way runs once more; the first
+# attempt's failure, with the monitor's virtio report (SIGUSR2), is printed in
+# full with the RETRY line, so it stays in the log.
+ENVIRONMENT_FAULTS = ("guest triple fault", "timed_out=True")
+
+
+def run_case(results, test):
+    """Run one tier-3 case (a function making results.check() calls), retried once as above."""
+    results.hold()
+    test()
+    held = results.take_held()
+    failures = [(name, detail) for name, ok, detail in held if not ok]
+    nested = os.environ.get("VIREO_IN_SANDBOX") == "1"
+    if nested and any(sig in detail for _, detail in failures for sig in ENVIRONMENT_FAULTS):
+        name, detail = failures[0]
+        print("RETRY %s: first attempt failed (%s); once more. Its output:\n%s" % (
+            test.__name__, name, detail), flush=True)
+        test()
+        return
+    for name, ok, detail in held:
+        results.check(name, ok, detail)
+
+
 def api(sock_path, method, path, body=None, raw=None, timeout=10):
     """One HTTP request on the monitor's API socket: (status, parsed JSON or None).
     `raw` sends those bytes as the body instead of `body` as JSON."""
