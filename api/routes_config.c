@@ -260,29 +260,6 @@ static void put_any_time(struct api_context *ctx, const struct http_request *req
 
 /* --- MMDS ----------------------------------------------------------------------------------- */
 
-/* PUT /mmds/config, before the start: the resource, then the store's version, address, mode. */
-static void put_mmds_config(struct api_context *ctx, const struct http_request *req,
-                            struct http_response *resp, struct counted c)
-{
-    struct vm_resources *r = instance_resources(ctx->instance);
-    cleanup_error struct vr_error *err = NULL;
-    json_t *body = NULL;
-    int ret;
-
-    if (ctx->machine) {
-        count(c, false);
-        http_response_fault(resp, 400, "%s", msg_post_boot);
-        return;
-    }
-    ret = api_json_parse_object(req, &body, &err);
-    if (ret == 0)
-        ret = vm_resources_put_mmds_config(r, body, &err);
-    json_decref(body);
-    if (ret == 0)
-        ret = instance_apply_mmds_config(ctx->instance, &err);
-    finish(resp, ret, err, c);
-}
-
 /* PUT, PATCH and GET /mmds: the data store, at any time. */
 static void mmds_data(struct api_context *ctx, const struct http_request *req,
                       struct http_response *resp)
@@ -358,7 +335,8 @@ bool api_route_config(struct api_context *ctx, const struct http_request *req,
     } else if (strcmp(req->path, "/balloon") == 0 && method == HTTP_METHOD_PUT) {
         put_pre_boot(ctx, req, resp, vm_resources_put_balloon, NULL, NULL, (struct counted){0});
     } else if (strcmp(req->path, "/mmds/config") == 0 && method == HTTP_METHOD_PUT) {
-        put_mmds_config(ctx, req, resp, (struct counted){&m->put.mmds_count, &m->put.mmds_fails});
+        put_pre_boot(ctx, req, resp, vm_resources_put_mmds_config, NULL, NULL,
+                     (struct counted){&m->put.mmds_count, &m->put.mmds_fails});
     } else if (strcmp(req->path, "/mmds") == 0 &&
                (method == HTTP_METHOD_GET || method == HTTP_METHOD_PUT ||
                 method == HTTP_METHOD_PATCH)) {

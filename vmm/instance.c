@@ -146,6 +146,19 @@ int instance_start(struct instance *inst, const struct machine_config *cfg, stru
     return 0;
 }
 
+/* Give the MMDS store the version, address and mode of the mmds-config resource. */
+static int instance_apply_mmds_config(struct instance *inst, struct vr_error **err)
+{
+    const uint8_t *ip = inst->res.mmds.ipv4_address;
+    struct mmds_config cfg = {
+        .version = inst->res.mmds.version == VM_MMDS_V2 ? MMDS_V2 : MMDS_V1,
+        .ipv4 = (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3],
+        .imds_compat = inst->res.mmds.imds_compat,
+    };
+
+    return mmds_store_set_config(inst->mmds, &cfg, err);
+}
+
 int instance_start_configured(struct instance *inst, struct vr_error **err)
 {
     struct machine_config cfg = inst->base;
@@ -154,6 +167,9 @@ int instance_start_configured(struct instance *inst, struct vr_error **err)
     if (inst->machine)
         return vr_error_new(err, EBUSY, "the VM has already started");
     ret = vm_resources_to_machine_config(&inst->res, &cfg, err);
+    /* The guest reaches MMDS only once it runs: its settings take effect here. */
+    if (ret == 0 && inst->res.has_mmds)
+        ret = instance_apply_mmds_config(inst, err);
     cfg.mmds_store = inst->mmds; /* for the interfaces mmds-config names */
     return ret < 0 ? ret : instance_start(inst, &cfg, err);
 }
@@ -216,18 +232,6 @@ int instance_configure_metrics(struct instance *inst, const char *path, struct v
     return event_loop_add(&inst->loop, &inst->metrics_timer, EPOLLIN, err);
 }
 
-int instance_apply_mmds_config(struct instance *inst, struct vr_error **err)
-{
-    const uint8_t *ip = inst->res.mmds.ipv4_address;
-    struct mmds_config cfg = {
-        .version = inst->res.mmds.version == VM_MMDS_V2 ? MMDS_V2 : MMDS_V1,
-        .ipv4 = (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3],
-        .imds_compat = inst->res.mmds.imds_compat,
-    };
-
-    return mmds_store_set_config(inst->mmds, &cfg, err);
-}
-
 int instance_apply_settings(struct instance *inst, struct vr_error **err)
 {
     const struct vm_logger *l = &inst->res.logger;
@@ -247,8 +251,6 @@ int instance_apply_settings(struct instance *inst, struct vr_error **err)
     if (inst->res.has_metrics &&
         (ret = instance_configure_metrics(inst, inst->res.metrics_path, err)) < 0)
         return vr_error_wrap(err, "metrics");
-    if (inst->res.has_mmds && (ret = instance_apply_mmds_config(inst, err)) < 0)
-        return vr_error_wrap(err, "mmds-config");
     return 0;
 }
 

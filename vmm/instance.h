@@ -67,11 +67,10 @@ int instance_start_configured(struct instance *inst, struct vr_error **err);
 
 /*
  * After a config file filled the resources: open its logger and metrics
- * destinations and configure MMDS, as the API's PUTs would.
+ * destinations, as the API's PUTs would. (MMDS settings take effect at the
+ * start, for a VM from the API too.)
  */
 int instance_apply_settings(struct instance *inst, struct vr_error **err);
-/* Give the MMDS store the version, address and mode of the mmds-config resource. */
-int instance_apply_mmds_config(struct instance *inst, struct vr_error **err);
 
 /* The Firecracker resources: changed by the API before the start, shown by GET /vm/config. */
 struct vm_resources *instance_resources(struct instance *inst);
