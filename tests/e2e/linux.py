@@ -36,17 +36,17 @@ def boot(command, kernel=BZIMAGE, cpus=1, memory="256", extra_cmdline="", timeou
     giving a wrong result) is tried once more, saying so: in the sandbox, nested
     KVM on QEMU's emulated SVM has been seen to lose a wakeup between vCPUs
     (one vCPU spinning, the other halted), rarely; see docs/performance.md. In
-    the sandbox a guest triple fault, the other known fault of that emulation
-    (tests/sandbox/README.md), is tried once more the same way."""
+    the sandbox a guest triple fault or kernel panic, the other known faults of
+    that emulation (tests/sandbox/README.md), is tried once more the same way."""
     cmdline = "console=ttyS0 reboot=k %s -- %s" % (extra_cmdline, command)
     argv = ["--kernel", kernel, "--initrd", INITRD, "--cpus", str(cpus), "--memory", memory,
             "--cmdline", cmdline]
     r = vmtest.run_vmm(argv, timeout=timeout, force=False)
-    nested = os.environ.get("VIREO_IN_SANDBOX") == "1"
-    if r.timed_out or (nested and "guest triple fault" in r.err):
-        why = "hung for %d s" % timeout if r.timed_out else "triple-faulted"
-        print("RETRY %s: the guest %s; once more.%s" % (
-            command, why, r.err[-600:].replace("\n", "\n  ")), flush=True)
+    if r.timed_out or vmtest.sandbox_fault(r):
+        why = "hung for %d s" % timeout if r.timed_out else "faulted"
+        print("RETRY %s: the guest %s; once more.%s%s" % (
+            command, why, r.out[-1500:].replace("\n", "\n  "),
+            r.err[-600:].replace("\n", "\n  ")), flush=True)
         r = vmtest.run_vmm(argv, timeout=timeout, force=False)
     return r
 
