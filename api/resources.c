@@ -161,6 +161,15 @@ static int check_openable(const char *path, bool writable, const char *ctx, cons
     return 0;
 }
 
+bool vm_id_chars_valid(const char *id)
+{
+    for (const char *c = id; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_'))
+            return false;
+    return true;
+}
+
 /* Firecracker's rule for ids in request paths: letters, digits and '_'. */
 static int check_path_id(const char *path_id, const char *field, struct vr_error **err)
 {
@@ -171,15 +180,10 @@ static int check_path_id(const char *path_id, const char *field, struct vr_error
     if (len > VM_MAX_ID_LEN)
         return res_error(err, EINVAL, NULL, field,
                          "the id in the request path is longer than %d bytes", VM_MAX_ID_LEN);
-    for (size_t i = 0; i < len; i++) {
-        char c = path_id[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_'))
-            return res_error(err, EINVAL, NULL, field,
-                             "the id in the request path may contain only letters, digits and "
-                             "underscores");
-    }
+    if (!vm_id_chars_valid(path_id))
+        return res_error(err, EINVAL, NULL, field,
+                         "the id in the request path may contain only letters, digits and "
+                         "underscores");
     return 0;
 }
 

@@ -52,6 +52,9 @@
     "swiotlb=noforce"
 /* Longest drive or interface id (Firecracker sets none; vireo keeps messages short). */
 #define VM_MAX_ID_LEN 64
+/* Whether a drive or interface id has only letters, digits and '_' (the
+ * characters Firecracker allows in a request path). */
+bool vm_id_chars_valid(const char *id);
 /* Largest --config-file accepted. */
 #define VM_CONFIG_FILE_MAX_BYTES (1024 * 1024)
 

@@ -176,6 +176,14 @@ static void need_value(const char *option, const char *key, const char *value)
         die("%s: '%s' needs a value (%s=...)", option, key, key);
 }
 
+/* A drive or NIC id must be usable in API request paths (PATCH /drives/ID). */
+static void check_device_id(const char *option, const char *id)
+{
+    if (strlen(id) > VM_MAX_ID_LEN || !vm_id_chars_valid(id))
+        die("%s: id=%s: an id has 1 to %d letters, digits or underscores", option, id,
+            VM_MAX_ID_LEN);
+}
+
 static void parse_disk(char *text, struct machine_config *cfg)
 {
     char *rest = text, *key, *value;
@@ -192,6 +200,7 @@ static void parse_disk(char *text, struct machine_config *cfg)
             d->read_only = true;
         } else if (strcmp(key, "id") == 0) {
             need_value("--disk", key, value);
+            check_device_id("--disk", value);
             d->id = value;
         } else if (strcmp(key, "serial") == 0) {
             need_value("--disk", key, value);
@@ -230,6 +239,7 @@ static void parse_net(char *text, struct machine_config *cfg)
             n->has_mac = true;
         } else if (strcmp(key, "id") == 0) {
             need_value("--net", key, value);
+            check_device_id("--net", value);
             n->id = value;
         } else {
             die("--net: unknown item '%s' (expected tap=, mac= or id=)", key);
@@ -237,6 +247,45 @@ static void parse_net(char *text, struct machine_config *cfg)
     }
     if (n->tap == NULL)
         die("--net: tap=NAME is required");
+}
+
+/* The first id in ids[0..n) that an earlier one repeats, or NULL. */
+static const char *repeated_id(const char *const *ids, unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++)
+        for (unsigned int j = 0; j < i; j++)
+            if (strcmp(ids[i], ids[j]) == 0)
+                return ids[i];
+    return NULL;
+}
+
+/*
+ * Every disk and NIC gets an id, so the API and the metrics can name it:
+ * the one given, else "driveN" or "netN" (N counts from 0 in the order of
+ * the options). Ids must differ within each kind.
+ */
+static void name_devices(struct machine_config *cfg)
+{
+    static char drive_ids[MACHINE_MAX_DISKS][16], net_ids[MACHINE_MAX_NETS][16];
+    const char *disk_ids[MACHINE_MAX_DISKS], *nic_ids[MACHINE_MAX_NETS], *twice;
+
+    for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+        snprintf(drive_ids[i], sizeof(drive_ids[i]), "drive%u", i);
+        if (cfg->disks[i].id == NULL)
+            cfg->disks[i].id = drive_ids[i];
+        disk_ids[i] = cfg->disks[i].id;
+    }
+    for (unsigned int i = 0; i < cfg->nr_nets; i++) {
+        snprintf(net_ids[i], sizeof(net_ids[i]), "net%u", i);
+        if (cfg->nets[i].id == NULL)
+            cfg->nets[i].id = net_ids[i];
+        nic_ids[i] = cfg->nets[i].id;
+    }
+    if ((twice = repeated_id(disk_ids, cfg->nr_disks)))
+        die("--disk: two disks have the id '%s' (a disk without id= is driveN, N from 0)", twice);
+    if ((twice = repeated_id(nic_ids, cfg->nr_nets)))
+        die("--net: two network interfaces have the id '%s' (one without id= is netN, N from 0)",
+            twice);
 }
 
 static void parse_vsock(char *text, struct machine_config *cfg)
@@ -413,6 +462,7 @@ static void parse_options(int argc, char **argv, struct machine_config *cfg,
     }
     if (optind < argc)
         die("unexpected argument '%s' (see --help)", argv[optind]);
+    name_devices(cfg);
     if (launch->no_api && iopts->api_sock)
         die("--no-api and --api-sock exclude each other");
     if (cfg->kernel && launch->config_file)
@@ -457,7 +507,7 @@ static int report_result(const struct machine_result *result)
  * What GET /vm/config shows for a VM built from command-line options: the
  * same machine in Firecracker's resources. vireo's own settings (disk
  * serials and engines, the console, the transport) have no place there.
- * Disks and NICs without an id get "driveN" and "netN". A description the
+ * Disks and NICs have their ids (name_devices). A description the
  * resources refuse (limits the options do not share) is left empty, with
  * a note in the log.
  */
@@ -469,7 +519,7 @@ static void describe_command_line_vm(struct instance *inst, const struct machine
                             (json_int_t)(cfg->memory / MiB), "huge_pages",
                             cfg->thp ? "Transparent" : "None", "drives", "network-interfaces");
     struct vr_error *err = NULL;
-    char id[16], mac[18];
+    char mac[18];
 
     if (doc == NULL)
         return;
@@ -477,20 +527,17 @@ static void describe_command_line_vm(struct instance *inst, const struct machine
         json_object_set_new(json_object_get(doc, "boot-source"), "initrd_path",
                             json_string(cfg->initrd));
     for (unsigned int i = 0; i < cfg->nr_disks; i++) {
-        snprintf(id, sizeof(id), "drive%u", i);
         json_array_append_new(json_object_get(doc, "drives"),
-                              json_pack("{s:s, s:s, s:b, s:b}", "drive_id",
-                                        cfg->disks[i].id ? cfg->disks[i].id : id, "path_on_host",
-                                        cfg->disks[i].path, "is_root_device", 0, "is_read_only",
-                                        cfg->disks[i].read_only));
+                              json_pack("{s:s, s:s, s:b, s:b}", "drive_id", cfg->disks[i].id,
+                                        "path_on_host", cfg->disks[i].path, "is_root_device", 0,
+                                        "is_read_only", cfg->disks[i].read_only));
     }
     for (unsigned int i = 0; i < cfg->nr_nets; i++) {
         const uint8_t *a = cfg->nets[i].mac;
         json_t *nic;
 
-        snprintf(id, sizeof(id), "net%u", i);
-        nic = json_pack("{s:s, s:s}", "iface_id", cfg->nets[i].id ? cfg->nets[i].id : id,
-                        "host_dev_name", cfg->nets[i].tap);
+        nic =
+            json_pack("{s:s, s:s}", "iface_id", cfg->nets[i].id, "host_dev_name", cfg->nets[i].tap);
         snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4],
                  a[5]);
         if (nic && cfg->nets[i].has_mac)
