@@ -60,12 +60,8 @@ int api_json_parse_object(const struct http_request *req, json_t **out, struct v
 
 /* ---- reading into a struct --------------------------------------------------------------- */
 
-static int field_error(struct vr_error **err, const char *context, const char *name,
-                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-/* "context.name: problem" (or "name: problem" at the top level). */
-static int field_error(struct vr_error **err, const char *context, const char *name,
-                       const char *fmt, ...)
+int api_field_error(struct vr_error **err, int errnum, const char *ctx, const char *field,
+                    const char *fmt, ...)
 {
     cleanup_free char *problem = NULL;
     va_list ap;
@@ -75,33 +71,36 @@ static int field_error(struct vr_error **err, const char *context, const char *n
     n = vasprintf(&problem, fmt, ap);
     va_end(ap);
     if (n < 0)
-        return vr_error_new(err, EINVAL, "%s: invalid value", name);
-    return vr_error_new(err, EINVAL, "%s%s%s: %s", context ? context : "", context ? "." : "", name,
-                        problem);
+        return vr_error_new(err, ENOMEM, "out of memory");
+    if (ctx == NULL && field == NULL)
+        return vr_error_new(err, errnum, "%s", problem);
+    return vr_error_new(err, errnum, "%s%s%s: %s", ctx ? ctx : "", ctx && field ? "." : "",
+                        field ? field : "", problem);
 }
 
 static int uint_error(struct vr_error **err, const char *context, const struct api_json_field *f)
 {
     if (f->umax >= INT64_MAX && f->umin == 0)
-        return field_error(err, context, f->name, "must be a non-negative integer");
+        return api_field_error(err, EINVAL, context, f->name, "must be a non-negative integer");
     if (f->umax >= INT64_MAX)
-        return field_error(err, context, f->name, "must be an integer of at least %" PRIu64,
-                           f->umin);
-    return field_error(err, context, f->name, "must be an integer from %" PRIu64 " to %" PRIu64,
-                       f->umin, f->umax);
+        return api_field_error(err, EINVAL, context, f->name,
+                               "must be an integer of at least %" PRIu64, f->umin);
+    return api_field_error(err, EINVAL, context, f->name,
+                           "must be an integer from %" PRIu64 " to %" PRIu64, f->umin, f->umax);
 }
 
 static int int_error(struct vr_error **err, const char *context, const struct api_json_field *f)
 {
     if (f->min == INT64_MIN && f->max == INT64_MAX)
-        return field_error(err, context, f->name, "must be an integer");
+        return api_field_error(err, EINVAL, context, f->name, "must be an integer");
     if (f->max == INT64_MAX)
-        return field_error(err, context, f->name, "must be an integer of at least %" PRId64,
-                           f->min);
+        return api_field_error(err, EINVAL, context, f->name,
+                               "must be an integer of at least %" PRId64, f->min);
     if (f->min == INT64_MIN)
-        return field_error(err, context, f->name, "must be an integer of at most %" PRId64, f->max);
-    return field_error(err, context, f->name, "must be an integer from %" PRId64 " to %" PRId64,
-                       f->min, f->max);
+        return api_field_error(err, EINVAL, context, f->name,
+                               "must be an integer of at most %" PRId64, f->max);
+    return api_field_error(err, EINVAL, context, f->name,
+                           "must be an integer from %" PRId64 " to %" PRId64, f->min, f->max);
 }
 
 /* The message for a value that does not fit the field. */
@@ -110,21 +109,21 @@ static int type_error(struct vr_error **err, const char *context, const struct a
     switch (f->type) {
     case API_JSON_TYPE_STRING:
         if (f->max_len)
-            return field_error(err, context, f->name,
-                               "must be a string of at most %zu bytes without NUL", f->max_len);
-        return field_error(err, context, f->name, "must be a string without NUL");
+            return api_field_error(err, EINVAL, context, f->name,
+                                   "must be a string of at most %zu bytes without NUL", f->max_len);
+        return api_field_error(err, EINVAL, context, f->name, "must be a string without NUL");
     case API_JSON_TYPE_BOOL:
-        return field_error(err, context, f->name, "must be true or false");
+        return api_field_error(err, EINVAL, context, f->name, "must be true or false");
     case API_JSON_TYPE_UINT:
         return uint_error(err, context, f);
     case API_JSON_TYPE_INT:
         return int_error(err, context, f);
     case API_JSON_TYPE_OBJECT:
-        return field_error(err, context, f->name, "must be an object");
+        return api_field_error(err, EINVAL, context, f->name, "must be an object");
     case API_JSON_TYPE_ARRAY:
-        return field_error(err, context, f->name, "must be an array");
+        return api_field_error(err, EINVAL, context, f->name, "must be an array");
     }
-    return field_error(err, context, f->name, "has an unsupported type");
+    return api_field_error(err, EINVAL, context, f->name, "has an unsupported type");
 }
 
 static bool value_fits(const struct api_json_field *f, const json_t *v)
@@ -172,20 +171,21 @@ static int unknown_field(struct vr_error **err, const char *context, const char 
              strlen(key) > MAX_KEY_IN_MESSAGE ? "..." : "");
     flatten(shown);
     if (nr == 0)
-        return field_error(err, context, shown, "unknown field; this object takes no fields");
+        return api_field_error(err, EINVAL, context, shown,
+                               "unknown field; this object takes no fields");
     for (size_t i = 0; i < nr; i++)
         expected_len += strlen(fields[i].name) + 2;
     expected = malloc(expected_len);
     if (expected == NULL)
-        return field_error(err, context, shown, "unknown field");
+        return api_field_error(err, EINVAL, context, shown, "unknown field");
     expected[0] = '\0';
     for (size_t i = 0; i < nr; i++) {
         if (i)
             strcat(expected, ", ");
         strcat(expected, fields[i].name);
     }
-    return field_error(err, context, shown, "unknown field; expected %s%s", nr > 1 ? "one of " : "",
-                       expected);
+    return api_field_error(err, EINVAL, context, shown, "unknown field; expected %s%s",
+                           nr > 1 ? "one of " : "", expected);
 }
 
 static void store(const struct api_json_field *f, const json_t *v, void *dest)
@@ -251,7 +251,7 @@ int api_json_read(const json_t *obj, const struct api_json_field *fields, size_t
         const json_t *v = json_object_get(obj, fields[i].name);
 
         if (v == NULL && fields[i].presence == API_JSON_REQUIRED)
-            return field_error(err, context, fields[i].name, "missing required field");
+            return api_field_error(err, EINVAL, context, fields[i].name, "missing required field");
         if (v == NULL || (json_is_null(v) && fields[i].presence == API_JSON_OPTIONAL))
             continue;
         if (!value_fits(&fields[i], v))

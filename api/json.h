@@ -120,6 +120,14 @@ int api_json_parse_object(const struct http_request *req, json_t **out, struct v
 int api_json_read(const json_t *obj, const struct api_json_field *fields, size_t nr,
                   const char *context, void *dest, struct vr_error **err);
 
+/*
+ * Fail with errnum and a one-line "ctx.field: problem" message ("field:
+ * problem", "ctx: problem" or "problem" when either or both are NULL),
+ * the form of every request-body error. Returns -errnum.
+ */
+int api_field_error(struct vr_error **err, int errnum, const char *ctx, const char *field,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Did obj give a value (not null) for this field? For PATCH requests. */
 bool api_json_given(const json_t *obj, const char *name);
 

@@ -41,31 +41,9 @@ static const uint8_t default_mmds_ipv4[4] = {169, 254, 169, 254};
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-static int res_error(struct vr_error **err, int errnum, const char *ctx, const char *field,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* "ctx.field: problem", "field: problem", "ctx: problem" or just "problem". */
-static int res_error(struct vr_error **err, int errnum, const char *ctx, const char *field,
-                     const char *fmt, ...)
-{
-    cleanup_free char *problem = NULL;
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&problem, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return vr_error_new(err, ENOMEM, "out of memory");
-    if (ctx == NULL && field == NULL)
-        return vr_error_new(err, errnum, "%s", problem);
-    return vr_error_new(err, errnum, "%s%s%s: %s", ctx ? ctx : "", ctx && field ? "." : "",
-                        field ? field : "", problem);
-}
-
 static int out_of_memory(struct vr_error **err, const char *ctx)
 {
-    return res_error(err, ENOMEM, ctx, NULL, "out of memory");
+    return api_field_error(err, ENOMEM, ctx, NULL, "out of memory");
 }
 
 /* "ctx.name", or "name" at the top level. */
@@ -119,9 +97,9 @@ static int parse_enum(const char *text, const char *const *names, size_t nr, boo
     for (size_t i = 0; i < nr && n < sizeof(list); i++)
         n += (size_t)snprintf(list + n, sizeof(list) - n, "%s\"%s\"",
                               i == 0 ? "" : (i == nr - 1 ? " or " : ", "), names[i]);
-    return res_error(err, EINVAL, ctx, field, "must be %s%s%s (got \"%.*s\")",
-                     nr > 2 ? "one of " : "", list, any_case ? ", in any case" : "", SHOWN_ID_LEN,
-                     text);
+    return api_field_error(err, EINVAL, ctx, field, "must be %s%s%s (got \"%.*s\")",
+                           nr > 2 ? "one of " : "", list, any_case ? ", in any case" : "",
+                           SHOWN_ID_LEN, text);
 }
 
 /* strdup() that keeps NULL; *failed is set when out of memory. */
@@ -151,13 +129,13 @@ static int check_openable(const char *path, bool writable, const char *ctx, cons
 
     if (fd < 0) {
         e = errno;
-        return res_error(err, e, ctx, field, "cannot open '%s'%s: %s", path,
-                         writable ? " for writing" : "", strerror(e));
+        return api_field_error(err, e, ctx, field, "cannot open '%s'%s: %s", path,
+                               writable ? " for writing" : "", strerror(e));
     }
     e = fstat(fd, &st) < 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : 0);
     close(fd);
     if (e)
-        return res_error(err, e, ctx, field, "cannot use '%s': %s", path, strerror(e));
+        return api_field_error(err, e, ctx, field, "cannot use '%s': %s", path, strerror(e));
     return 0;
 }
 
@@ -176,14 +154,14 @@ static int check_path_id(const char *path_id, const char *field, struct vr_error
     size_t len = path_id ? strlen(path_id) : 0;
 
     if (len == 0)
-        return res_error(err, EINVAL, NULL, field, "the request path has no id");
+        return api_field_error(err, EINVAL, NULL, field, "the request path has no id");
     if (len > VM_MAX_ID_LEN)
-        return res_error(err, EINVAL, NULL, field,
-                         "the id in the request path is longer than %d bytes", VM_MAX_ID_LEN);
+        return api_field_error(err, EINVAL, NULL, field,
+                               "the id in the request path is longer than %d bytes", VM_MAX_ID_LEN);
     if (!vm_id_chars_valid(path_id))
-        return res_error(err, EINVAL, NULL, field,
-                         "the id in the request path may contain only letters, digits and "
-                         "underscores");
+        return api_field_error(err, EINVAL, NULL, field,
+                               "the id in the request path may contain only letters, digits and "
+                               "underscores");
     return 0;
 }
 
@@ -192,11 +170,11 @@ static int check_id_matches(const char *path_id, const char *body_id, const char
                             const char *field, struct vr_error **err)
 {
     if (body_id[0] == '\0')
-        return res_error(err, EINVAL, ctx, field, "must not be empty");
+        return api_field_error(err, EINVAL, ctx, field, "must not be empty");
     if (path_id && strcmp(path_id, body_id) != 0)
-        return res_error(err, EINVAL, ctx, field,
-                         "'%.*s' in the body differs from '%.*s' in the request path", SHOWN_ID_LEN,
-                         body_id, SHOWN_ID_LEN, path_id);
+        return api_field_error(err, EINVAL, ctx, field,
+                               "'%.*s' in the body differs from '%.*s' in the request path",
+                               SHOWN_ID_LEN, body_id, SHOWN_ID_LEN, path_id);
     return 0;
 }
 
@@ -416,9 +394,9 @@ static int put_boot_source(struct vm_resources *r, const json_t *body, const cha
         return ret;
     /* Firecracker: hugetlbfs-backed memory cannot take an initrd. */
     if (b.initrd_path && r->machine.huge_pages == VM_HUGE_PAGES_2M)
-        return res_error(err, EINVAL, ctx, "initrd_path",
-                         "an initrd cannot be used with 2M huge pages (machine-config "
-                         "huge_pages)");
+        return api_field_error(err, EINVAL, ctx, "initrd_path",
+                               "an initrd cannot be used with 2M huge pages (machine-config "
+                               "huge_pages)");
     bs = (struct vm_boot_source){
         .kernel_image_path = dup_or_null(b.kernel_image_path, &failed),
         .initrd_path = dup_or_null(b.initrd_path, &failed),
@@ -468,24 +446,26 @@ static int check_machine(const struct vm_resources *r, const struct vm_machine *
                          struct vr_error **err)
 {
     if (m->smt && m->vcpu_count > 1 && m->vcpu_count % 2)
-        return res_error(err, EINVAL, ctx, "vcpu_count",
-                         "with smt enabled the number of vCPUs must be 1 or even (got %u)",
-                         m->vcpu_count);
+        return api_field_error(err, EINVAL, ctx, "vcpu_count",
+                               "with smt enabled the number of vCPUs must be 1 or even (got %u)",
+                               m->vcpu_count);
     if (m->huge_pages == VM_HUGE_PAGES_2M && m->mem_size_mib % 2)
-        return res_error(err, EINVAL, ctx, "mem_size_mib",
-                         "with 2M huge pages the memory size must be a multiple of 2 MiB (got "
-                         "%" PRIu64 ")",
-                         m->mem_size_mib);
+        return api_field_error(
+            err, EINVAL, ctx, "mem_size_mib",
+            "with 2M huge pages the memory size must be a multiple of 2 MiB (got "
+            "%" PRIu64 ")",
+            m->mem_size_mib);
     if (r->has_balloon && m->mem_size_mib < r->balloon.amount_mib)
-        return res_error(err, EINVAL, ctx, "mem_size_mib",
-                         "%" PRIu64 " MiB is less than the balloon's target of %u MiB",
-                         m->mem_size_mib, r->balloon.amount_mib);
+        return api_field_error(err, EINVAL, ctx, "mem_size_mib",
+                               "%" PRIu64 " MiB is less than the balloon's target of %u MiB",
+                               m->mem_size_mib, r->balloon.amount_mib);
     if (m->huge_pages == VM_HUGE_PAGES_2M && r->has_balloon)
-        return res_error(err, EINVAL, ctx, "huge_pages",
-                         "2M huge pages cannot be used with a balloon device");
+        return api_field_error(err, EINVAL, ctx, "huge_pages",
+                               "2M huge pages cannot be used with a balloon device");
     if (m->huge_pages == VM_HUGE_PAGES_2M && r->has_boot_source && r->boot_source.initrd_path)
-        return res_error(err, EINVAL, ctx, "huge_pages",
-                         "2M huge pages cannot be used with an initrd (boot-source initrd_path)");
+        return api_field_error(
+            err, EINVAL, ctx, "huge_pages",
+            "2M huge pages cannot be used with an initrd (boot-source initrd_path)");
     return 0;
 }
 
@@ -516,13 +496,14 @@ static int set_machine_config(struct vm_resources *r, const json_t *body, bool p
     if (ret < 0)
         return ret;
     if (!put && !any_field_given(body, fields, nr))
-        return res_error(err, EINVAL, ctx, NULL,
-                         "the PATCH body changes nothing: give at least one of vcpu_count, "
-                         "mem_size_mib, smt, track_dirty_pages, huge_pages");
+        return api_field_error(err, EINVAL, ctx, NULL,
+                               "the PATCH body changes nothing: give at least one of vcpu_count, "
+                               "mem_size_mib, smt, track_dirty_pages, huge_pages");
     if (b.cpu_template && strcmp(b.cpu_template, "None") != 0)
-        return res_error(err, EINVAL, ctx, "cpu_template",
-                         "vireo has no CPU templates; only \"None\" is accepted (got \"%.*s\")",
-                         SHOWN_ID_LEN, b.cpu_template);
+        return api_field_error(
+            err, EINVAL, ctx, "cpu_template",
+            "vireo has no CPU templates; only \"None\" is accepted (got \"%.*s\")", SHOWN_ID_LEN,
+            b.cpu_template);
     if (b.huge_pages) {
         ret = parse_enum(b.huge_pages, huge_pages_names, ARRAY_SIZE(huge_pages_names), false, ctx,
                          "huge_pages", &value, err);
@@ -599,13 +580,13 @@ static int read_drive_body(const json_t *body, const char *path_id, const char *
     if (ret < 0)
         return ret;
     if (b->socket)
-        return res_error(err, EINVAL, ctx, "socket",
-                         "vhost-user block devices are not supported by vireo");
+        return api_field_error(err, EINVAL, ctx, "socket",
+                               "vhost-user block devices are not supported by vireo");
     if (b->path_on_host == NULL)
-        return res_error(err, EINVAL, ctx, "path_on_host", "missing required field");
+        return api_field_error(err, EINVAL, ctx, "path_on_host", "missing required field");
     if (b->partuuid && !partuuid_is_valid(b->partuuid))
-        return res_error(err, EINVAL, ctx, "partuuid",
-                         "must be a partition UUID: letters, digits, '-', '/' or '='");
+        return api_field_error(err, EINVAL, ctx, "partuuid",
+                               "must be a partition UUID: letters, digits, '-', '/' or '='");
     *d = (struct vm_drive){.is_root_device = b->is_root_device, .is_read_only = b->is_read_only};
     if (b->cache_type) {
         ret = parse_enum(b->cache_type, cache_type_names, ARRAY_SIZE(cache_type_names), false, ctx,
@@ -659,13 +640,13 @@ static int put_drive(struct vm_resources *r, const char *path_id, const json_t *
         return ret;
     pos = drive_index(r, b.drive_id);
     if (d.is_root_device && r->nr_drives && r->drives[0].is_root_device && pos != 0)
-        return res_error(err, EINVAL, ctx, "is_root_device",
-                         "drive '%s' is already the root device; there can be only one",
-                         r->drives[0].drive_id);
+        return api_field_error(err, EINVAL, ctx, "is_root_device",
+                               "drive '%s' is already the root device; there can be only one",
+                               r->drives[0].drive_id);
     if (pos < 0 && r->nr_drives == MACHINE_MAX_DISKS)
-        return res_error(err, ENOSPC, ctx, "drive_id",
-                         "cannot add drive '%s': vireo supports at most %d drives", b.drive_id,
-                         MACHINE_MAX_DISKS);
+        return api_field_error(err, ENOSPC, ctx, "drive_id",
+                               "cannot add drive '%s': vireo supports at most %d drives",
+                               b.drive_id, MACHINE_MAX_DISKS);
     ret = check_openable(b.path_on_host, !d.is_read_only, ctx, "path_on_host", err);
     if (ret < 0)
         return ret;
@@ -717,12 +698,12 @@ static int read_net_body(const json_t *body, const char *path_id, const char *ct
     if (ret < 0)
         return ret;
     if (b->host_dev_name[0] == '\0')
-        return res_error(err, EINVAL, ctx, "host_dev_name", "must not be empty");
+        return api_field_error(err, EINVAL, ctx, "host_dev_name", "must not be empty");
     *n = (struct vm_net){0};
     if (b->guest_mac) {
         if (strlen(b->guest_mac) != 17)
-            return res_error(err, EINVAL, ctx, "guest_mac",
-                             "must be a MAC address of the form aa:bb:cc:dd:ee:ff");
+            return api_field_error(err, EINVAL, ctx, "guest_mac",
+                                   "must be a MAC address of the form aa:bb:cc:dd:ee:ff");
         ret = net_parse_mac(b->guest_mac, n->guest_mac, err);
         if (ret < 0)
             return vr_error_wrap(err, "%s%sguest_mac", ctx ? ctx : "", ctx ? "." : "");
@@ -746,15 +727,15 @@ static int check_net_conflicts(const struct vm_resources *r, const char *id, con
         if (strcmp(o->iface_id, id) == 0)
             continue;
         if (n->has_guest_mac && o->has_guest_mac && memcmp(n->guest_mac, o->guest_mac, 6) == 0)
-            return res_error(err, EINVAL, ctx, "guest_mac",
-                             "the guest MAC address %02x:%02x:%02x:%02x:%02x:%02x is already "
-                             "used by interface '%s'",
-                             n->guest_mac[0], n->guest_mac[1], n->guest_mac[2], n->guest_mac[3],
-                             n->guest_mac[4], n->guest_mac[5], o->iface_id);
+            return api_field_error(err, EINVAL, ctx, "guest_mac",
+                                   "the guest MAC address %02x:%02x:%02x:%02x:%02x:%02x is already "
+                                   "used by interface '%s'",
+                                   n->guest_mac[0], n->guest_mac[1], n->guest_mac[2],
+                                   n->guest_mac[3], n->guest_mac[4], n->guest_mac[5], o->iface_id);
         if (strcmp(o->host_dev_name, tap) == 0)
-            return res_error(err, EINVAL, ctx, "host_dev_name",
-                             "the host device '%s' is already used by interface '%s'", tap,
-                             o->iface_id);
+            return api_field_error(err, EINVAL, ctx, "host_dev_name",
+                                   "the host device '%s' is already used by interface '%s'", tap,
+                                   o->iface_id);
     }
     return 0;
 }
@@ -774,10 +755,10 @@ static int put_net(struct vm_resources *r, const char *path_id, const json_t *bo
         return ret;
     pos = net_index(r, b.iface_id);
     if (pos < 0 && r->nr_nets == MACHINE_MAX_NETS)
-        return res_error(err, ENOSPC, ctx, "iface_id",
-                         "cannot add interface '%s': vireo supports at most %d network "
-                         "interfaces",
-                         b.iface_id, MACHINE_MAX_NETS);
+        return api_field_error(err, ENOSPC, ctx, "iface_id",
+                               "cannot add interface '%s': vireo supports at most %d network "
+                               "interfaces",
+                               b.iface_id, MACHINE_MAX_NETS);
     n.iface_id = dup_or_null(b.iface_id, &failed);
     n.host_dev_name = dup_or_null(b.host_dev_name, &failed);
     if (failed) {
@@ -829,7 +810,7 @@ static int put_vsock(struct vm_resources *r, const json_t *body, const char *ctx
     if (ret < 0)
         return ret;
     if (b.uds_path[0] == '\0')
-        return res_error(err, EINVAL, ctx, "uds_path", "must not be empty");
+        return api_field_error(err, EINVAL, ctx, "uds_path", "must not be empty");
     uds = strdup(b.uds_path);
     if (uds == NULL)
         return out_of_memory(err, ctx);
@@ -871,20 +852,21 @@ static int put_balloon(struct vm_resources *r, const json_t *body, const char *c
     if (ret < 0)
         return ret;
     if (b.free_page_hinting)
-        return res_error(err, EINVAL, ctx, "free_page_hinting",
-                         "free page hinting is not supported by vireo");
+        return api_field_error(err, EINVAL, ctx, "free_page_hinting",
+                               "free page hinting is not supported by vireo");
     if (b.free_page_reporting)
-        return res_error(err, EINVAL, ctx, "free_page_reporting",
-                         "free page reporting is not supported by vireo");
+        return api_field_error(err, EINVAL, ctx, "free_page_reporting",
+                               "free page reporting is not supported by vireo");
     if (b.amount_mib > r->machine.mem_size_mib)
-        return res_error(err, EINVAL, ctx, "amount_mib",
-                         "the balloon's target (%" PRIu64 " MiB) is larger than the guest memory "
-                         "(%" PRIu64 " MiB)",
-                         b.amount_mib, r->machine.mem_size_mib);
+        return api_field_error(err, EINVAL, ctx, "amount_mib",
+                               "the balloon's target (%" PRIu64
+                               " MiB) is larger than the guest memory "
+                               "(%" PRIu64 " MiB)",
+                               b.amount_mib, r->machine.mem_size_mib);
     if (r->machine.huge_pages == VM_HUGE_PAGES_2M)
-        return res_error(err, EINVAL, ctx, NULL,
-                         "a balloon device cannot be used with 2M huge pages (machine-config "
-                         "huge_pages)");
+        return api_field_error(err, EINVAL, ctx, NULL,
+                               "a balloon device cannot be used with 2M huge pages (machine-config "
+                               "huge_pages)");
     r->balloon =
         (struct vm_balloon){.amount_mib = (uint32_t)b.amount_mib,
                             .deflate_on_oom = b.deflate_on_oom,
@@ -983,8 +965,9 @@ static int put_metrics(struct vm_resources *r, const json_t *body, const char *c
     if (ret < 0)
         return ret;
     if (r->has_metrics)
-        return res_error(err, EINVAL, ctx, "metrics_path",
-                         "the metrics system is already configured; it can be set up only once");
+        return api_field_error(
+            err, EINVAL, ctx, "metrics_path",
+            "the metrics system is already configured; it can be set up only once");
     path = strdup(b.metrics_path);
     if (path == NULL)
         return out_of_memory(err, ctx);
@@ -1020,15 +1003,15 @@ static int parse_mmds_ipv4(const char *text, uint8_t out[4], const char *ctx, st
     uint8_t b[4];
 
     if (inet_pton(AF_INET, text, &a) != 1)
-        return res_error(err, EINVAL, ctx, "ipv4_address",
-                         "must be an IPv4 address such as 169.254.169.254 (got \"%.*s\")",
-                         SHOWN_ID_LEN, text);
+        return api_field_error(err, EINVAL, ctx, "ipv4_address",
+                               "must be an IPv4 address such as 169.254.169.254 (got \"%.*s\")",
+                               SHOWN_ID_LEN, text);
     memcpy(b, &a.s_addr, 4); /* network order: b[0] is the first number */
     if (b[0] != 169 || b[1] != 254 || b[2] == 0 || b[2] == 255)
-        return res_error(err, EINVAL, ctx, "ipv4_address",
-                         "%s is not a valid link-local address (169.254.1.0 to "
-                         "169.254.254.255)",
-                         text);
+        return api_field_error(err, EINVAL, ctx, "ipv4_address",
+                               "%s is not a valid link-local address (169.254.1.0 to "
+                               "169.254.254.255)",
+                               text);
     memcpy(out, b, 4);
     return 0;
 }
@@ -1043,8 +1026,8 @@ static int read_mmds_interfaces(const struct vm_resources *r, const json_t *arra
 
     *nr = 0;
     if (json_array_size(array) == 0)
-        return res_error(err, EINVAL, ctx, "network_interfaces",
-                         "must name at least one network interface");
+        return api_field_error(err, EINVAL, ctx, "network_interfaces",
+                               "must name at least one network interface");
     json_array_foreach((json_t *)array, at, value)
     {
         const char *id = json_string_value(value);
@@ -1054,11 +1037,12 @@ static int read_mmds_interfaces(const struct vm_resources *r, const json_t *arra
             char field[64];
 
             snprintf(field, sizeof(field), "network_interfaces[%zu]", at);
-            return res_error(err, EINVAL, ctx, field, "must be a string");
+            return api_field_error(err, EINVAL, ctx, field, "must be a string");
         }
         if (net_index(r, id) < 0)
-            return res_error(err, EINVAL, ctx, "network_interfaces",
-                             "'%.*s' is not a configured network interface", SHOWN_ID_LEN, id);
+            return api_field_error(err, EINVAL, ctx, "network_interfaces",
+                                   "'%.*s' is not a configured network interface", SHOWN_ID_LEN,
+                                   id);
         for (unsigned int i = 0; i < *nr; i++)
             seen |= strcmp(ids[i], id) == 0;
         if (!seen)
@@ -1127,8 +1111,8 @@ static int put_entropy(struct vm_resources *r, const json_t *body, const char *c
     if (ret < 0)
         return ret;
     if (b.rate_limiter)
-        return res_error(err, EINVAL, ctx, "rate_limiter",
-                         "vireo's entropy device has no rate limiter yet; leave it out");
+        return api_field_error(err, EINVAL, ctx, "rate_limiter",
+                               "vireo's entropy device has no rate limiter yet; leave it out");
     r->has_entropy = true;
     return 0;
 }
@@ -1168,7 +1152,7 @@ static int parse_drive_update(const char *path_id, const json_t *body, struct vm
     if (ret == 0)
         ret = check_id_matches(path_id, b.drive_id, NULL, "drive_id", err);
     if (ret == 0 && b.path_on_host && b.path_on_host[0] == '\0')
-        ret = res_error(err, EINVAL, NULL, "path_on_host", "must not be empty");
+        ret = api_field_error(err, EINVAL, NULL, "path_on_host", "must not be empty");
     if (ret == 0 && b.rate_limiter) {
         ret = vm_rate_limiter_parse(b.rate_limiter, "rate_limiter", &u.rate_limiter, err);
         u.rate_limiter_given = true;
@@ -1257,8 +1241,9 @@ int vm_resources_apply_drive_update(struct vm_resources *r, const struct vm_driv
     char *path = NULL;
 
     if (d == NULL)
-        return one_line(err, res_error(err, ENOENT, NULL, "drive_id", "no drive has the id '%s'",
-                                       u->drive_id ? u->drive_id : ""));
+        return one_line(err,
+                        api_field_error(err, ENOENT, NULL, "drive_id", "no drive has the id '%s'",
+                                        u->drive_id ? u->drive_id : ""));
     if (u->path_on_host && (path = strdup(u->path_on_host)) == NULL)
         return out_of_memory(err, NULL);
     if (path) {
@@ -1276,9 +1261,9 @@ int vm_resources_apply_net_update(struct vm_resources *r, const struct vm_net_up
     struct vm_net *n = vm_resources_find_net(r, u->iface_id);
 
     if (n == NULL)
-        return one_line(err, res_error(err, ENOENT, NULL, "iface_id",
-                                       "no network interface has the id '%s'",
-                                       u->iface_id ? u->iface_id : ""));
+        return one_line(err, api_field_error(err, ENOENT, NULL, "iface_id",
+                                             "no network interface has the id '%s'",
+                                             u->iface_id ? u->iface_id : ""));
     if (u->rx_given)
         vm_rate_limiter_merge(&n->rx_rate_limiter, &u->rx_rate_limiter);
     if (u->tx_given)
