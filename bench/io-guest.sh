@@ -5,6 +5,7 @@
 #   -- sh /root/vireo-io-job.sh HOST RAND_S SEQ_S NET_S
 # It measures the data disk /dev/vdb with fio and the NIC eth0 with iperf3
 # against HOST, then prints one "vireo-io: result {JSON}" line per test.
+# A duration of 0 leaves its tests out (SEQ_S covers both sequential ones).
 # "vireo-io: begin NAME" and "vireo-io: end NAME" bracket each test, so that
 # the harness outside can read the VMM's and KVM's counters at those moments.
 # Plain POSIX sh (dash); the results are summarised by the image's python3.
@@ -31,10 +32,12 @@ step() {
     shift
     say begin "$name"
     cat /proc/interrupts >"$out/$name.irq0"
+    cat /proc/stat >"$out/$name.stat0"
     net_counts >"$out/$name.net0"
     "$@" >"$out/$name.json" 2>"$out/$name.err"
     echo $? >"$out/$name.rc"
     net_counts >"$out/$name.net1"
+    cat /proc/stat >"$out/$name.stat1"
     cat /proc/interrupts >"$out/$name.irq1"
     say end "$name"
 }
@@ -62,10 +65,21 @@ fio --name=warmup --filename="$disk" --rw=read --bs=1M --size=16M --direct=1 \
 iperf3 --version >/dev/null 2>&1
 python3 -c 'import json, platform, subprocess' >/dev/null 2>&1
 
-fio_step randread randread 4k 32 "$rand_s"
-fio_step seqread read 1M 8 "$seq_s"
-fio_step seqwrite write 1M 8 "$seq_s"
-step iperf3 iperf3 -c "$host" -t "$net_s" -O 2 -J
+if [ "$rand_s" -gt 0 ]; then
+    fio_step randread randread 4k 32 "$rand_s"
+fi
+if [ "$seq_s" -gt 0 ]; then
+    fio_step seqread read 1M 8 "$seq_s"
+    fio_step seqwrite write 1M 8 "$seq_s"
+fi
+if [ "$net_s" -gt 0 ]; then
+    # Halfway through, the sender's TCP state (cwnd, RTT, pacing rate, and
+    # how long it was limited by the window, the send buffer or the
+    # application) tells what holds the stream back.
+    (sleep $((net_s / 2 + 2)) && ss -tin dst "$host" >"$out/iperf3.ss" 2>&1) &
+    step iperf3 iperf3 -c "$host" -t "$net_s" -O 2 -J
+    wait
+fi
 
 python3 - "$out" "$blk_dev" "$net_dev" <<'EOF'
 import json
@@ -117,11 +131,48 @@ def frames(name):
         return None
 
 
+def cpu_time(name):
+    """Where the guest's vCPUs spent the test, in % of all vCPUs' time (/proc/stat)."""
+    cols = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    try:
+        rows = []
+        for suffix in ("stat0", "stat1"):
+            line = open("%s/%s.%s" % (out, name, suffix)).readline().split()
+            rows.append([int(x) for x in line[1:1 + len(cols)]])
+    except (OSError, ValueError):
+        return None
+    delta = [b - a for a, b in zip(*rows)]
+    total = sum(delta) or 1
+    return {c: round(100.0 * d / total, 1) for c, d in zip(cols, delta)}
+
+
+def tcp_state(name):
+    """The data connection's line of `ss -tin` halfway through (the one with most bytes sent)."""
+    try:
+        text = open("%s/%s.ss" % (out, name)).read()
+    except OSError:
+        return None
+    best, most = None, -1
+    for line in text.splitlines():
+        fields = dict(f.split(":", 1) for f in line.split() if ":" in f and "[" not in f)
+        sent = fields.get("bytes_sent", "0")
+        if line.startswith((" ", "\t")) and sent.isdigit() and int(sent) > most:
+            best, most = " ".join(line.split()), int(sent)
+    return best
+
+
 def iperf3_result(name):
-    end = json.load(open("%s/%s.json" % (out, name)))["end"]
+    doc = json.load(open("%s/%s.json" % (out, name)))
+    end = doc["end"]
+    sender = (end.get("streams") or [{}])[0].get("sender", {})
+    cwnds = sorted(i["streams"][0]["snd_cwnd"] for i in doc.get("intervals", [])
+                   if i.get("streams") and "snd_cwnd" in i["streams"][0])
     return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
             "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
-            "irqs": irq_delta(name, net_dev), "frames": frames(name)}
+            "irqs": irq_delta(name, net_dev), "frames": frames(name),
+            "sender": {"median_cwnd": cwnds[len(cwnds) // 2] if cwnds else None,
+                       "mean_rtt_us": sender.get("mean_rtt"), "max_rtt_us": sender.get("max_rtt")},
+            "tcp": tcp_state(name), "guest_cpu": cpu_time(name)}
 
 
 def features(device):
@@ -148,6 +199,8 @@ for name, parse in (("randread", lambda: fio_result("randread", "read")),
                     ("seqread", lambda: fio_result("seqread", "read")),
                     ("seqwrite", lambda: fio_result("seqwrite", "write")),
                     ("iperf3", lambda: iperf3_result("iperf3"))):
+    if not os.path.exists("%s/%s.rc" % (out, name)):
+        continue  # left out (a duration of 0)
     rc = open("%s/%s.rc" % (out, name)).read().strip()
     try:
         if rc != "0":
