@@ -126,13 +126,43 @@ def vmm_cpu_s(pid):
     return (utime + stime - guest) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid):
+    """CPU seconds of each of the VMM's threads by name, guest time included (a vCPU thread's
+    time is mostly guest time)."""
+    per_name = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            head, fields = open("/proc/%d/task/%s/stat" % (pid, tid)).read().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        f = fields.split()
+        per_name[name] = per_name.get(name, 0) + (int(f[11]) + int(f[12])) / os.sysconf(
+            "SC_CLK_TCK")
+    return per_name
+
+
+def machine_busy_s():
+    """CPU seconds all of this machine's CPUs spent busy (not idle or iowait)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def snapshot(pid):
-    return {"t": time.monotonic(), "kvm": kvm_counters(), "cpu": vmm_cpu_s(pid)}
+    return {"t": time.monotonic(), "kvm": kvm_counters(), "cpu": vmm_cpu_s(pid),
+            "threads": thread_cpu_s(pid), "busy": machine_busy_s()}
 
 
 def delta(a, b):
     d = {"seconds": b["t"] - a["t"],
-         "kvm": {k: b["kvm"][k] - a["kvm"][k] for k in b["kvm"] if k in a["kvm"]}}
+         "kvm": {k: b["kvm"][k] - a["kvm"][k] for k in b["kvm"] if k in a["kvm"]},
+         "threads_cpu_s": {k: round(v - a["threads"].get(k, 0), 2)
+                           for k, v in b["threads"].items()},
+         "machine_busy_s": round(b["busy"] - a["busy"], 2)}
     if a["cpu"] is not None and b["cpu"] is not None:
         d["vmm_cpu_s"] = b["cpu"] - a["cpu"]
     return d

@@ -168,6 +168,12 @@ if get.get(("vireo-vmm", "iperf3")) or get.get(("qemu", "iperf3")):
                   "receive interrupt" % (vmm, r["gbit_s"], sender.get("median_cwnd", "n/a"),
                                          sender.get("mean_rtt_us", "n/a"), fmt(tso, "%.0f"),
                                          fmt(per_irq, "%.2f")))
+            host = r.get("host") or {}
+            if host.get("threads_cpu_s"):
+                print("  in %.1f s: the VMM's threads' CPU s %s; all CPUs busy %s s" % (
+                    host.get("seconds", 0), ", ".join(
+                        "%s %s" % (k, v) for k, v in sorted(host["threads_cpu_s"].items())
+                        if v >= 0.05), host.get("machine_busy_s")))
             if r.get("guest_cpu"):
                 print("  guest vCPUs, %% of their time: %s" % ", ".join(
                     "%s %s" % (k, v) for k, v in r["guest_cpu"].items()))
