@@ -198,14 +198,17 @@ class Vmm:
 # the monitor's virtio report (SIGUSR2), is printed in full with the RETRY
 # line, so it stays in the log. A fault vireo-vmm caused would come back on
 # the second attempt and fail the case.
-ENVIRONMENT_FAULTS = ("guest triple fault", "Kernel panic - not syncing", "timed_out=True")
+GUEST_FAULTS = ("guest triple fault", "Kernel panic - not syncing")
+ENVIRONMENT_FAULTS = GUEST_FAULTS + ("timed_out=True",)
+
+
+def in_sandbox():
+    return os.environ.get("VIREO_IN_SANDBOX") == "1"
 
 
 def sandbox_fault(run):
-    """Whether a finished run shows one of the faults above while in the sandbox."""
-    if os.environ.get("VIREO_IN_SANDBOX") != "1":
-        return False
-    return "guest triple fault" in run.err or "Kernel panic - not syncing" in run.out
+    """Whether a finished run shows one of the guest faults above while in the sandbox."""
+    return in_sandbox() and any(sig in run.out or sig in run.err for sig in GUEST_FAULTS)
 
 
 def run_case(results, test):
@@ -214,8 +217,7 @@ def run_case(results, test):
     test()
     held = results.take_held()
     failures = [(name, detail) for name, ok, detail in held if not ok]
-    nested = os.environ.get("VIREO_IN_SANDBOX") == "1"
-    if nested and any(sig in detail for _, detail in failures for sig in ENVIRONMENT_FAULTS):
+    if in_sandbox() and any(sig in detail for _, detail in failures for sig in ENVIRONMENT_FAULTS):
         name, detail = failures[0]
         print("RETRY %s: first attempt failed (%s); once more. Its output:\n%s" % (
             test.__name__, name, detail), flush=True)
