@@ -88,7 +88,8 @@ def guest_ram_kib(pid):
                 start, end = (int(x, 16) for x in fields[0].split("-"))
                 size_kib = (end - start) // 1024
                 name = fields[5] if len(fields) > 5 else ""
-                # vireo: the named memfd; QEMU: the anonymous mapping the size of guest RAM.
+                # vireo: the named mapping where the kernel names it; QEMU and older
+                # kernels: the anonymous mapping the size of guest RAM.
                 current_is_ram = ("vireo-guest-ram" in line or
                                   (name == "" and MEMORY_MIB * 1024 <= size_kib
                                    <= MEMORY_MIB * 1024 + 4096))

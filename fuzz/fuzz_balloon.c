@@ -23,22 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct vfuzz fuzz;
 
-/*
- * Hole punching in the memfd is most of an iteration's time and is not
- * what is fuzzed here: this definition takes the C library's place and
- * refuses, so guest_memory_zero() falls back to memset(), which leaves
- * guest memory exactly as a punched hole would.
- */
-int fallocate(int fd, int mode, off_t offset, off_t len)
-{
-    (void)fd;
-    (void)mode;
-    (void)offset;
-    (void)len;
-    errno = EOPNOTSUPP;
-    return -1;
-}
-
 static void setup_once(void)
 {
     struct virtio_balloon_config cfg = {.deflate_on_oom = true, .stats_interval_s = 3600};

@@ -68,7 +68,6 @@ static void rig_create(struct rig *r)
     struct vr_error *err = NULL;
 
     log_set_level(LOG_ERROR);
-    r->mem.memfd = -1;
     REQUIRE(guest_memory_create(&r->mem, RAM, false, &err) == 0);
     REQUIRE(event_loop_init(&r->loop, &err) == 0);
     REQUIRE(virtio_rng_create(&r->mem, &r->loop, &r->pci_dev, &err) == 0);

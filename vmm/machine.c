@@ -825,7 +825,6 @@ int machine_create(const struct machine_config *cfg, struct event_loop *loop, st
     if (m == NULL)
         return vr_error_set(err, ENOMEM, "allocate machine");
     m->vm.sys_fd = m->vm.vm_fd = -1;
-    m->mem.memfd = -1;
     m->loop = loop;
     m->stop_event.fd = -1;
     m->pio.name = "pio";

@@ -2,15 +2,13 @@
 #include "memory.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
-#include "../lib/cleanup.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
 #include "layout.h"
@@ -28,13 +26,13 @@ static void layout_regions(struct guest_memory *mem)
     }
 }
 
-#define SHMEM_THP_SETTING "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define THP_SETTING "/sys/kernel/mm/transparent_hugepage/enabled"
 
-/* The bracketed choice in a sysfs setting such as "always [never] advise". */
+/* The bracketed choice in a sysfs setting such as "always [madvise] never". */
 static void current_thp_setting(char *out, size_t len)
 {
     char line[128] = "";
-    FILE *f = fopen(SHMEM_THP_SETTING, "re");
+    FILE *f = fopen(THP_SETTING, "re");
     char *open_bracket, *close_bracket;
 
     snprintf(out, len, "unknown");
@@ -49,10 +47,9 @@ static void current_thp_setting(char *out, size_t len)
 }
 
 /*
- * Ask for transparent huge pages. For memfd (shmem) memory the host's
- * shmem_enabled setting decides: "advise" or "always" honour the request;
- * "never" and "deny" do not, and vireo does not change host settings.
- * 4K pages work either way.
+ * Ask for transparent huge pages. The host's setting decides: "madvise"
+ * (Debian's default) and "always" honour the request, "never" does not,
+ * and vireo does not change host settings. 4K pages work either way.
  */
 static void request_huge_pages(void *host, uint64_t size)
 {
@@ -63,64 +60,92 @@ static void request_huge_pages(void *host, uint64_t size)
         return;
     }
     current_thp_setting(setting, sizeof(setting));
-    if (strcmp(setting, "never") == 0 || strcmp(setting, "deny") == 0)
-        log_info("guest RAM uses 4K pages: %s is '%s' (set it to 'advise' for huge pages)",
-                 SHMEM_THP_SETTING, setting);
+    if (strcmp(setting, "never") == 0)
+        log_info("guest RAM uses 4K pages: %s is 'never' (set it to 'madvise' for huge pages)",
+                 THP_SETTING);
 }
 
-/* Map hugetlbfs RAM with its pages reserved, so that a short pool fails here, not in the guest. */
-static int map_hugetlb(int fd, uint64_t size, void **host, struct vr_error **err)
+#define HUGE_PAGE_SIZE (2 * MiB)
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26) /* log2(2 MiB) << MAP_HUGE_SHIFT, from linux/mman.h */
+#endif
+#ifndef PR_SET_VMA
+#define PR_SET_VMA           0x53564d41 /* from linux/prctl.h (Linux 5.17) */
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+/*
+ * An anonymous mapping of `size` bytes that starts on a 2 MiB boundary.
+ * Guest physical addresses are 2 MiB aligned where RAM starts, and KVM can
+ * back a guest page with a host huge page only when both addresses agree
+ * modulo 2 MiB; the kernel does not align large anonymous mappings by
+ * itself before Linux 6.7. The slack around the aligned part is unmapped.
+ */
+static void *map_aligned(uint64_t size, int flags)
 {
-    if (size % (2 * MiB))
+    uint8_t *raw = mmap(NULL, size + HUGE_PAGE_SIZE, PROT_READ | PROT_WRITE, flags, -1, 0);
+    uint8_t *aligned;
+    size_t head;
+
+    if (raw == MAP_FAILED)
+        return MAP_FAILED;
+    aligned = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE_SIZE - 1) & ~(uintptr_t)(HUGE_PAGE_SIZE - 1));
+    head = (size_t)(aligned - raw);
+    if (head)
+        munmap(raw, head);
+    munmap(aligned + size, HUGE_PAGE_SIZE - head);
+    return aligned;
+}
+
+/*
+ * Map guest RAM. Without huge pages it is committed as the guest touches
+ * it (MAP_NORESERVE), like any VMM's. hugetlbfs pages are reserved now,
+ * so that a short pool fails here and the guest never faults on a
+ * missing page (the kernel aligns those mappings itself).
+ */
+static int map_guest_ram(uint64_t size, bool hugetlb, void **host, struct vr_error **err)
+{
+    if (hugetlb && size % HUGE_PAGE_SIZE)
         return vr_error_new(err, EINVAL,
                             "guest RAM in 2 MiB huge pages must be a multiple of 2 MiB");
-    *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (*host == MAP_FAILED)
+    if (hugetlb)
+        *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+    else
+        *host = map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    if (*host != MAP_FAILED)
+        return 0;
+    if (hugetlb)
         return vr_error_set(err, errno,
                             "reserve %llu MiB of 2 MiB huge pages for guest RAM (is "
                             "/proc/sys/vm/nr_hugepages large enough?)",
                             (unsigned long long)(size / MiB));
-    return 0;
+    return vr_error_set(err, errno, "map %llu MiB of guest RAM", (unsigned long long)(size / MiB));
 }
-
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21U << 26) /* log2(2 MiB) << MFD_HUGE_SHIFT, from linux/memfd.h */
-#endif
 
 int guest_memory_create(struct guest_memory *mem, uint64_t size, unsigned int flags,
                         struct vr_error **err)
 {
     bool hugetlb = flags & GUEST_RAM_HUGETLB;
-    cleanup_close int fd = -1;
-    void *host;
+    void *host = NULL;
+    int ret;
 
     memset(mem, 0, sizeof(*mem));
-    mem->memfd = -1;
-    fd = memfd_create("vireo-guest-ram", MFD_CLOEXEC | (hugetlb ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
-    if (fd < 0)
-        return vr_error_set(err, errno, "memfd_create for guest RAM%s",
-                            hugetlb ? " in 2 MiB huge pages" : "");
-    if (ftruncate(fd, (off_t)size) < 0)
-        return vr_error_set(err, errno, "size guest RAM memfd to %llu MiB",
-                            (unsigned long long)(size / MiB));
-    if (hugetlb) {
-        int ret = map_hugetlb(fd, size, &host, err);
-
-        if (ret < 0)
-            return ret;
-    } else {
-        /* MAP_NORESERVE: RAM is committed as the guest touches it, like any VMM. */
-        host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-        if (host == MAP_FAILED)
-            return vr_error_set(err, errno, "map %llu MiB of guest RAM",
-                                (unsigned long long)(size / MiB));
-    }
+    ret = map_guest_ram(size, hugetlb, &host, err);
+    if (ret < 0)
+        return ret;
     if ((flags & GUEST_RAM_THP) && !hugetlb)
         request_huge_pages(host, size);
-    /* Guest RAM has no business in the VMM's core dumps. */
+    /*
+     * Guest RAM has no business in the VMM's core dumps, and a child the
+     * VMM might fork must not share it copy-on-write behind KVM's back.
+     */
     madvise(host, size, MADV_DONTDUMP);
+    madvise(host, size, MADV_DONTFORK);
+    /* A name in /proc/PID/smaps, for people and bench/measure.py; older kernels have none. */
+    prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, host, size, "vireo-guest-ram");
 
-    mem->memfd = steal_fd(&fd);
     mem->hugetlb = hugetlb;
     mem->host = host;
     mem->size = size;
@@ -132,10 +157,7 @@ void guest_memory_destroy(struct guest_memory *mem)
 {
     if (mem->host)
         munmap(mem->host, mem->size);
-    if (mem->memfd >= 0)
-        close(mem->memfd);
     mem->host = NULL;
-    mem->memfd = -1;
 }
 
 void *gpa_to_hva(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
@@ -170,49 +192,34 @@ int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint
                       uint64_t len, const char *name, struct vr_error **err)
 {
     uint8_t *dst = gpa_to_hva(mem, gpa, len);
-    off_t in = (off_t)offset;
-    uint64_t done = 0;
 
     if (dst == NULL)
         return range_error(err, gpa, len);
-    /* sendfile writes at the memfd's file position; boot runs on one thread. */
-    if (lseek(mem->memfd, (off_t)(dst - mem->host), SEEK_SET) < 0)
-        return vr_error_set(err, errno, "seek in guest RAM");
-    while (done < len) {
-        ssize_t n = sendfile(mem->memfd, fd, &in, len - done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        /* Files that cannot be spliced are read through the VMM's view of guest RAM. */
-        if (n < 0 && done == 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-            return read_full_at(fd, dst, len, (off_t)offset, name, err);
-        if (n < 0)
-            return vr_error_set(err, errno, "read %s", name);
-        if (n == 0)
-            return vr_error_new(err, EIO, "%s: unexpected end of file", name);
-        done += (uint64_t)n;
-    }
-    return 0;
+    return read_full_at(fd, dst, len, (off_t)offset, name, err);
 }
 
 int guest_memory_zero(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
                       struct vr_error **err)
 {
     uint8_t *dst = gpa_to_hva(mem, gpa, len);
+    uintptr_t first, last;
 
     if (dst == NULL)
         return range_error(err, gpa, len);
-    if (len == 0)
-        return 0;
     /*
-     * A hole reads as zeros; a fresh memfd is all hole, so this is usually
-     * free. hugetlbfs punches only whole 2 MiB pages and leaves the rest as
-     * it was, so there the range is cleared by hand.
+     * Whole pages are dropped, which gives them back to the host and makes
+     * them read as zeros (fresh pages on the next touch); the partial pages
+     * at either end are cleared by hand. hugetlbfs drops only whole 2 MiB
+     * pages, so there the range is cleared by hand.
      */
-    if (mem->hugetlb || fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                  (off_t)(dst - mem->host), (off_t)len) < 0) {
+    first = ((uintptr_t)dst + GUEST_PAGE_SIZE - 1) & ~(uintptr_t)(GUEST_PAGE_SIZE - 1);
+    last = ((uintptr_t)dst + len) & ~(uintptr_t)(GUEST_PAGE_SIZE - 1);
+    if (mem->hugetlb || first >= last || madvise((void *)first, last - first, MADV_DONTNEED) < 0) {
         memset(dst, 0, len);
+        return 0;
     }
+    memset(dst, 0, first - (uintptr_t)dst);
+    memset((void *)last, 0, (uintptr_t)dst + len - last);
     return 0;
 }
 

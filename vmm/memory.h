@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Guest RAM: one memfd mapped once into the VMM, exposed to KVM as up to
- * two regions around the 32-bit device hole. memfd (rather than anonymous
- * memory) lets later features snapshot, migrate and share the RAM.
+ * Guest RAM: one private anonymous mapping in the VMM, exposed to KVM as up
+ * to two regions around the 32-bit device hole. Anonymous memory gets
+ * transparent huge pages under the host's default THP setting ("madvise"),
+ * which shared memory (memfd, shmem) does not, and gives pages back with
+ * MADV_DONTNEED.
  */
 #ifndef VIREO_VMM_MEMORY_H
 #define VIREO_VMM_MEMORY_H
@@ -15,18 +17,20 @@
 struct memory_region {
     uint64_t gpa;    /* guest physical start */
     uint64_t size;   /* bytes */
-    uint64_t offset; /* offset in the memfd and in host mapping */
+    uint64_t offset; /* offset in the host mapping */
 };
 
 struct guest_memory {
-    int memfd;
     bool hugetlb;   /* backed by 2 MiB hugetlbfs pages */
     bool log_dirty; /* KVM logs the pages the guest writes (KVM_MEM_LOG_DIRTY_PAGES) */
-    uint8_t *host;  /* mapping of the whole memfd */
+    uint8_t *host;  /* mapping of all guest RAM */
     uint64_t size;  /* total RAM in bytes */
     struct memory_region regions[2];
     unsigned int nr_regions;
 };
+
+/* The unit guest_memory_zero() gives back to the host. */
+#define GUEST_PAGE_SIZE 4096
 
 /* How guest RAM is backed (flags for guest_memory_create). */
 #define GUEST_RAM_THP 0x1 /* ask for transparent huge pages */
@@ -53,9 +57,8 @@ int guest_memory_write(const struct guest_memory *mem, uint64_t gpa, const void 
                        struct vr_error **err);
 
 /*
- * Copy `len` bytes of file `fd` at `offset` into guest RAM at `gpa`. The
- * data goes straight into the memfd (sendfile), so neither the file nor
- * the guest pages are faulted into the VMM on the way.
+ * Copy `len` bytes of file `fd` at `offset` into guest RAM at `gpa`
+ * (pread straight into the mapping, no bounce buffer).
  */
 int guest_memory_load(const struct guest_memory *mem, uint64_t gpa, int fd, uint64_t offset,
                       uint64_t len, const char *name, struct vr_error **err);

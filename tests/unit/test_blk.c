@@ -243,14 +243,6 @@ static bool file_is_zero(uint64_t off, uint64_t len)
     return ok;
 }
 
-static bool mem_is(const uint8_t *p, uint8_t v, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != v)
-            return false;
-    return true;
-}
-
 static uint64_t file_blocks(void)
 {
     struct stat st;
@@ -485,7 +477,7 @@ BOTH_ENGINES(read_past_end_of_shrunk_file)
     CHECK_EQ_U64(blk_read(SECTORS - 4, buf, 2048), VIRTIO_BLK_S_OK);
     CHECK_EQ_U64(hva(buf, 2048)[0], pattern(IMAGE_SIZE - 2048));
     CHECK_EQ_U64(hva(buf, 2048)[1023], pattern(IMAGE_SIZE - 1025));
-    CHECK(mem_is(hva(buf, 2048) + 1024, 0, 1024));
+    CHECK(unit_all_bytes(hva(buf, 2048) + 1024, 1024, 0));
     teardown();
 }
 
@@ -813,12 +805,12 @@ BOTH_ENGINES(wrong_direction_data)
     memset(hva(buf, 512), 0x44, 512);
     /* A read whose data buffer the device may not write... */
     CHECK_EQ_U64(request(VIRTIO_BLK_T_IN, 0, buf, 512, 0, NULL), VIRTIO_BLK_S_IOERR);
-    CHECK(mem_is(hva(buf, 512), 0x44, 512));
+    CHECK(unit_all_bytes(hva(buf, 512), 512, 0x44));
     /* ...and a write whose data buffer is device-writable. */
     CHECK_EQ_U64(request(VIRTIO_BLK_T_OUT, 0, buf, 512, VIRTQ_DESC_F_WRITE, NULL),
                  VIRTIO_BLK_S_IOERR);
     CHECK(file_matches_pattern(0, 512));
-    CHECK(mem_is(hva(buf, 512), 0x44, 512));
+    CHECK(unit_all_bytes(hva(buf, 512), 512, 0x44));
     check_still_serving();
     teardown();
 }
@@ -833,7 +825,7 @@ BOTH_ENGINES(length_not_multiple_of_512)
     CHECK_EQ_U64(blk_read(0, buf, 100), VIRTIO_BLK_S_IOERR);
     CHECK_EQ_U64(blk_read(0, buf, 513), VIRTIO_BLK_S_IOERR);
     CHECK_EQ_U64(blk_write(0, buf, 1000), VIRTIO_BLK_S_IOERR);
-    CHECK(mem_is(hva(buf, 1024), 0x55, 1024));
+    CHECK(unit_all_bytes(hva(buf, 1024), 1024, 0x55));
     CHECK(file_matches_pattern(0, 1024));
     check_still_serving();
     teardown();
@@ -1388,7 +1380,7 @@ BOTH_ENGINES(block_device_medium)
     {
         uint8_t b[4096];
         REQUIRE(pread(img_fd, b, sizeof(b), 8 * 512) == (ssize_t)sizeof(b));
-        CHECK(mem_is(b, 0x5c, sizeof(b)));
+        CHECK(unit_all_bytes(b, sizeof(b), 0x5c));
     }
     /* BLKZEROOUT, with and without unmapping. */
     s = (struct seg){.sector = 1024, .num = 2048};

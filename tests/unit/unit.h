@@ -288,4 +288,15 @@ __attribute__((unused)) static int unit_main(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
+/* Whether all `len` bytes at `p` are `v` (for checks on buffers and guest memory). */
+__attribute__((unused)) static bool unit_all_bytes(const void *p, size_t len, uint8_t v)
+{
+    const uint8_t *b = p;
+
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != v)
+            return false;
+    return true;
+}
+
 #endif

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A minimal in-process virtio driver for tier-1 tests: it plays the guest
- * against a struct virtio_device, with rings in a real guest_memory (a
- * memfd, no KVM). It negotiates features, lays out split rings, adds
+ * against a struct virtio_device, with rings in a real guest_memory (no
+ * KVM). It negotiates features, lays out split rings, adds
  * descriptor chains, kicks, runs the event loop and reads the used ring.
  *
  *   struct vdriver d;
@@ -99,7 +99,6 @@ static inline int vdriver_init(struct vdriver *d, uint64_t ram)
     struct vr_error *err = NULL;
 
     memset(d, 0, sizeof(*d));
-    d->mem.memfd = -1;
     d->loop.epoll_fd = -1;
     if (guest_memory_create(&d->mem, ram, false, &err) < 0 || event_loop_init(&d->loop, &err) < 0) {
         fprintf(stderr, "vdriver_init: %s\n", err->msg);

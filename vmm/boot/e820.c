@@ -12,7 +12,7 @@ unsigned int e820_build(const struct guest_memory *mem, struct e820_entry *out)
     out[n++] = (struct e820_entry){LAYOUT_EBDA_START, 0xa0000 - LAYOUT_EBDA_START, E820_RESERVED};
     out[n++] =
         (struct e820_entry){LAYOUT_ACPI_START, LAYOUT_BIOS_END - LAYOUT_ACPI_START, E820_RESERVED};
-    /* Everything else the memfd backs, with the device hole left out. */
+    /* The rest of guest RAM, with the device hole left out. */
     for (unsigned int i = 0; i < mem->nr_regions; i++) {
         const struct memory_region *r = &mem->regions[i];
         uint64_t start = r->gpa < LAYOUT_KERNEL ? LAYOUT_KERNEL : r->gpa;

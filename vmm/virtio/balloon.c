@@ -7,8 +7,8 @@
  * actual (written by the driver), then two fields vireo never offers the
  * features for (free_page_hint_cmd_id, poison_val), which read as zero.
  *
- * Inflated pages are punched out of the guest-RAM memfd, so the host gets
- * the memory back; deflated pages need nothing (the guest's next touch
+ * Inflated pages are dropped from guest RAM (MADV_DONTNEED), so the host
+ * gets the memory back; deflated pages need nothing (the guest's next touch
  * faults in a zero page). The statistics buffer the driver posts is held
  * by the device and handed back on every interval of a timerfd: that is
  * the driver's cue to refill it with fresh numbers and post it again.

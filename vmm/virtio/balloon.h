@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * virtio-balloon: the host asks the guest to give memory back. The guest
- * reports the pages it gave up ("inflate") and the device punches them out
- * of the guest-RAM memfd, so the VMM's footprint really shrinks; optional
+ * reports the pages it gave up ("inflate") and the device drops them from
+ * guest RAM, so the VMM's footprint really shrinks; optional
  * statistics tell the host how much memory the guest uses.
  *
  * These definitions are vireo's own; do not include <linux/virtio_balloon.h>
