@@ -6,7 +6,16 @@
  * device-readable. The back end takes the same header, so the guest's
  * buffers go to it as they are (one writev, no copy). When the back end
  * is full the request stays with the device and is retried when the fd
- * turns writable (EPOLLOUT is watched only while something waits).
+ * turns writable (EPOLLOUT is watched only while something waits). A kick
+ * is answered one event-loop turn later (net_queue_notify), and each frame
+ * is completed as soon as it has left, not at the end of the pass.
+ *
+ * Receive and transmit share the loop's turns: what the back end has for
+ * the guest while a transmit pass is due waits for that pass and goes to
+ * the guest at its end (tx_process). With a bulk send from the guest, the
+ * host's acknowledgements then arrive in batches under one interrupt, as
+ * under QEMU's tx=bh, instead of one or two per interrupt; each batch
+ * waits at most one turn and one pass.
  *
  * Receive: the frame's size is unknown until it is read, so the device
  * reads straight into the guest's buffers when the chains it holds can
@@ -168,6 +177,7 @@ struct virtio_net {
 
 static const struct virtio_device_ops net_ops;
 static void rx_process(struct virtio_net *n);
+static bool rx_has_work(struct virtio_net *n);
 
 static struct virtio_net *to_net(struct virtio_device *vdev)
 {
@@ -458,7 +468,6 @@ static enum tx_result tx_one(struct virtio_net *n, struct virtq *vq)
 static void tx_process(struct virtio_net *n)
 {
     struct virtq *vq = &n->vdev.queues[TX_QUEUE];
-    uint16_t used_before = vq->used_idx;
     unsigned int budget;
 
     /* The guest need not notify while the device is draining anyway. */
@@ -472,6 +481,13 @@ static void tx_process(struct virtio_net *n)
         }
         if (r == TX_FULL || r == TX_THROTTLED)
             break; /* EPOLLOUT or the limiter's timer resumes; notifications stay off meanwhile */
+        /*
+         * Each frame is completed as soon as it has left, not at the end of
+         * the pass: the guest frees it (and TCP may queue the next) while
+         * the device is still sending the others.
+         */
+        if (r == TX_SENT)
+            virtio_queue_done(&n->vdev, vq);
         if (r == TX_EMPTY) {
             if (!virtq_enable_notify(vq))
                 break;
@@ -482,10 +498,11 @@ static void tx_process(struct virtio_net *n)
         n->tx_deferred = true; /* the next turn goes on at once */
         kick_later(vq);
     }
-    if (vq->used_idx != used_before)
-        virtio_queue_done(&n->vdev, vq);
     if (n->mmds_took)
         mmds_after_transmit(n);
+    /* What arrived while the pass was due or running goes to the guest now, in one batch. */
+    if (rx_has_work(n) && queue_usable(&n->vdev.queues[RX_QUEUE]))
+        rx_process(n);
 }
 
 /* --- receive ------------------------------------------------------------------------------- */
@@ -773,7 +790,8 @@ static void on_backend_event(struct event_source *src, uint32_t events)
         n->rx_maybe_readable = true;
     if (n->vdev.active && (events & EPOLLOUT) && n->tx_pending)
         tx_process(n);
-    if (n->vdev.active && rx_has_work(n))
+    /* A transmit pass is due on the next turn: it delivers what arrived meanwhile (tx_process). */
+    if (n->vdev.active && rx_has_work(n) && !n->tx_deferred)
         rx_process(n);
     virtio_unlock(&n->vdev);
 }
