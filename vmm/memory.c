@@ -106,22 +106,24 @@ static void *map_aligned(uint64_t size, int flags)
  */
 static int map_guest_ram(uint64_t size, bool hugetlb, void **host, struct vr_error **err)
 {
-    if (hugetlb && size % HUGE_PAGE_SIZE)
+    if (!hugetlb) {
+        *host = map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+        if (*host == MAP_FAILED)
+            return vr_error_set(err, errno, "map %llu MiB of guest RAM",
+                                (unsigned long long)(size / MiB));
+        return 0;
+    }
+    if (size % HUGE_PAGE_SIZE)
         return vr_error_new(err, EINVAL,
                             "guest RAM in 2 MiB huge pages must be a multiple of 2 MiB");
-    if (hugetlb)
-        *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
-    else
-        *host = map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-    if (*host != MAP_FAILED)
-        return 0;
-    if (hugetlb)
+    *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+    if (*host == MAP_FAILED)
         return vr_error_set(err, errno,
                             "reserve %llu MiB of 2 MiB huge pages for guest RAM (is "
                             "/proc/sys/vm/nr_hugepages large enough?)",
                             (unsigned long long)(size / MiB));
-    return vr_error_set(err, errno, "map %llu MiB of guest RAM", (unsigned long long)(size / MiB));
+    return 0;
 }
 
 int guest_memory_create(struct guest_memory *mem, uint64_t size, unsigned int flags,

@@ -64,14 +64,7 @@ static void setup(uint32_t stats_interval_s)
 /* Pages of guest RAM resident in the host now. */
 static uint64_t resident_pages(void)
 {
-    static unsigned char vec[RAM_PAGES];
-    uint64_t n = 0;
-
-    if (mincore(drv.mem.host, RAM, vec) < 0)
-        return 0;
-    for (size_t i = 0; i < RAM_PAGES; i++)
-        n += vec[i] & 1;
-    return n;
+    return unit_resident_pages(drv.mem.host, RAM_PAGES);
 }
 
 static uint8_t *page(uint64_t pfn)

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 
 #include "../../lib/util.h"
 #include "../../vmm/memory.h"
@@ -32,14 +31,7 @@ static void setup(uint64_t size)
 /* Pages of guest RAM from `first`, `count` of them, resident in the host now. */
 static uint64_t resident(uint64_t first, uint64_t count)
 {
-    static unsigned char vec[PAGES];
-    uint64_t n = 0;
-
-    if (mincore(mem.host + first * GUEST_PAGE_SIZE, count * GUEST_PAGE_SIZE, vec) < 0)
-        return UINT64_MAX;
-    for (uint64_t i = 0; i < count; i++)
-        n += vec[i] & 1;
-    return n;
+    return unit_resident_pages(mem.host + first * GUEST_PAGE_SIZE, count);
 }
 
 TEST(memory_mapping_is_2mib_aligned)

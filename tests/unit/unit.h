@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -297,6 +298,25 @@ __attribute__((unused)) static bool unit_all_bytes(const void *p, size_t len, ui
         if (b[i] != v)
             return false;
     return true;
+}
+
+/*
+ * How many of the `pages` 4 KiB pages from `addr` are resident in memory
+ * now (mincore). A failing mincore fails the running test.
+ */
+__attribute__((unused)) static uint64_t unit_resident_pages(const void *addr, size_t pages)
+{
+    unsigned char *vec = malloc(pages ? pages : 1);
+    uint64_t n = 0;
+
+    if (!CHECK(vec && mincore((void *)addr, pages * 4096, vec) == 0)) {
+        free(vec);
+        return 0;
+    }
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    return n;
 }
 
 #endif
