@@ -42,11 +42,24 @@ step() {
     say end "$name"
 }
 
+# fio_vcpus: for each fio thread, the vCPU it is on now and the CPU time it
+# has used (clock ticks), one thread per line.
+fio_vcpus() {
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        comm=$(cat "$t/comm" 2>/dev/null) && [ "$comm" = fio ] &&
+            awk '{ print $39, $14 + $15 }' "$t/stat" 2>/dev/null
+    done
+}
+
 # fio_step NAME RW BLOCKSIZE DEPTH SECONDS
 fio_step() {
+    # Halfway through, where fio runs: set against the vCPU that takes the
+    # disk's interrupts, it tells whether completions wake fio across vCPUs.
+    (sleep $(($5 / 2 + 2)) && fio_vcpus >"$out/$1.vcpus") &
     step "$1" fio --name="$1" --filename="$disk" --rw="$2" --bs="$3" --iodepth="$4" \
         --direct=1 --ioengine=libaio --time_based --runtime="$5" --ramp_time=2 \
         --norandommap --randrepeat=0 --output-format=json
+    wait
 }
 
 [ -b "$disk" ] || {
@@ -92,23 +105,55 @@ out, blk_dev, net_dev = sys.argv[1:4]
 
 
 def irqs(path, device):
-    """Interrupts per queue (all CPUs) of virtio device `device`."""
+    """Interrupts per queue of virtio device `device`, one count per vCPU."""
     counts = {}
     for line in open(path):
         fields = line.split()
         if fields and fields[-1].startswith(device + "-"):
-            n = 0
+            per_cpu = []
             for f in fields[1:]:
                 if not f.isdigit():
                     break
-                n += int(f)
-            counts[fields[-1][len(device) + 1:]] = n
+                per_cpu.append(int(f))
+            counts[fields[-1][len(device) + 1:]] = per_cpu
     return counts
 
 
-def irq_delta(name, device):
+def irq_delta_per_vcpu(name, device):
     before, after = irqs("%s/%s.irq0" % (out, name), device), irqs("%s/%s.irq1" % (out, name), device)
-    return {q: after[q] - before.get(q, 0) for q in after}
+    return {q: [a - b for a, b in zip(n, before.get(q, [0] * len(n)))] for q, n in after.items()}
+
+
+def irq_delta(name, device):
+    return {q: sum(n) for q, n in irq_delta_per_vcpu(name, device).items()}
+
+
+def vcpu_busy(name):
+    """Each vCPU's busy time during the test, in % (/proc/stat's cpuN lines)."""
+    try:
+        rows = []
+        for suffix in ("stat0", "stat1"):
+            rows.append({f[0]: [int(x) for x in f[1:9]]
+                         for f in (line.split() for line in open("%s/%s.%s" % (out, name, suffix)))
+                         if f and f[0].startswith("cpu") and f[0] != "cpu"})
+    except (OSError, ValueError):
+        return None
+    busy = []
+    for cpu in sorted(rows[1], key=lambda c: int(c[3:])):
+        delta = [b - a for a, b in zip(rows[0].get(cpu, [0] * 8), rows[1][cpu])]
+        idle = delta[3] + delta[4]
+        busy.append(round(100.0 * (sum(delta) - idle) / (sum(delta) or 1), 1))
+    return busy
+
+
+def fio_vcpus(name):
+    """The vCPU of each fio thread halfway through, the busiest thread (the job's) first."""
+    try:
+        threads = [[int(x) for x in line.split()]
+                   for line in open("%s/%s.vcpus" % (out, name)) if line.strip()]
+        return [vcpu for vcpu, ticks in sorted(threads, key=lambda t: -t[1])]
+    except (OSError, ValueError):
+        return None
 
 
 def fio_result(name, direction):
@@ -118,7 +163,9 @@ def fio_result(name, direction):
     return {"iops": side["iops"], "mib_s": side["bw_bytes"] / 2**20,
             "clat_us": side["clat_ns"]["mean"] / 1000,
             "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
-            "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev)}
+            "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev),
+            "irqs_per_vcpu": irq_delta_per_vcpu(name, blk_dev), "vcpu_busy_pct": vcpu_busy(name),
+            "fio_vcpus": fio_vcpus(name)}
 
 
 def frames(name):
@@ -169,7 +216,8 @@ def iperf3_result(name):
                    if i.get("streams") and "snd_cwnd" in i["streams"][0])
     return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
             "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
-            "irqs": irq_delta(name, net_dev), "frames": frames(name),
+            "irqs": irq_delta(name, net_dev), "irqs_per_vcpu": irq_delta_per_vcpu(name, net_dev),
+            "vcpu_busy_pct": vcpu_busy(name), "frames": frames(name),
             "sender": {"median_cwnd": cwnds[len(cwnds) // 2] if cwnds else None,
                        "mean_rtt_us": sender.get("mean_rtt"), "max_rtt_us": sender.get("max_rtt")},
             "tcp": tcp_state(name), "guest_cpu": cpu_time(name)}

@@ -149,6 +149,29 @@ for test, label, unit, f in TESTS:
         errors = [x["error"] for x in r["runs"] if "error" in x]
         print("- %s, %s: %s %s%s" % (test, vmm, ", ".join(f % s for s in r["samples"]), unit,
                                      "; errors: %s" % errors if errors else ""))
+
+
+def placement(r):
+    """Which vCPUs took the device's interrupts and did the work (bench/io-guest.sh)."""
+    irqs = {q: n for q, n in (r.get("irqs_per_vcpu") or {}).items() if sum(n)}
+    text = "interrupts per vCPU %s; vCPUs busy %s %%" % (
+        ", ".join("%s %s" % (q, "/".join(map(str, n))) for q, n in sorted(irqs.items())) or "n/a",
+        "/".join(map(str, r.get("vcpu_busy_pct") or [])) or "n/a")
+    if "fio_vcpus" in r:
+        text += "; fio's threads, busiest first, on vCPU %s" % (
+            "/".join(map(str, r["fio_vcpus"] or [])) or "n/a")
+    return text
+
+
+fio_boots = [(vmm, r) for vmm in VMMS for r in get.get((vmm, "randread"), {}).get("runs", [])
+             if "error" not in r and r.get("vcpu_busy_pct")]
+if fio_boots:
+    print()
+    print("Random reads, per boot: the disk's interrupts each vCPU took, each vCPU's busy time "
+          "(steal included), and the vCPUs fio's threads were on halfway through:")
+    print()
+    for vmm, r in fio_boots:
+        print("- %s: %.0f IOPS; %s" % (vmm, r["iops"], placement(r)))
 if get.get(("vireo-vmm", "iperf3")) or get.get(("qemu", "iperf3")):
     print()
     print("iperf3's sender in the guest, per boot: the median congestion window over the "
@@ -177,6 +200,8 @@ if get.get(("vireo-vmm", "iperf3")) or get.get(("qemu", "iperf3")):
             if r.get("guest_cpu"):
                 print("  guest vCPUs, %% of their time: %s" % ", ".join(
                     "%s %s" % (k, v) for k, v in r["guest_cpu"].items()))
+            if r.get("vcpu_busy_pct"):
+                print("  %s" % placement(r))
             if r.get("tcp"):
                 print("  `%s`" % r["tcp"])
 if env:
