@@ -128,6 +128,25 @@ def irq_delta(name, device):
     return {q: sum(n) for q, n in irq_delta_per_vcpu(name, device).items()}
 
 
+def system_irq_delta(name):
+    """The per-vCPU counts of the architecture's own interrupts during the test:
+    LOC (local timer), RES (rescheduling IPI), CAL (function-call IPI), TLB
+    (shootdown). The ones a VMM changes by how and where it injects interrupts."""
+    def table(path):
+        rows = {}
+        for line in open(path):
+            fields = line.split()
+            if fields and fields[0].rstrip(":") in ("LOC", "RES", "CAL", "TLB"):
+                rows[fields[0].rstrip(":")] = [int(f) for f in fields[1:] if f.isdigit()]
+        return rows
+    try:
+        before = table("%s/%s.irq0" % (out, name))
+        after = table("%s/%s.irq1" % (out, name))
+    except OSError:
+        return None
+    return {k: [a - b for a, b in zip(v, before.get(k, [0] * len(v)))] for k, v in after.items()}
+
+
 def vcpu_busy(name):
     """Each vCPU's busy time during the test, in % (/proc/stat's cpuN lines)."""
     try:
@@ -165,7 +184,7 @@ def fio_result(name, direction):
             "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
             "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev),
             "irqs_per_vcpu": irq_delta_per_vcpu(name, blk_dev), "vcpu_busy_pct": vcpu_busy(name),
-            "fio_vcpus": fio_vcpus(name)}
+            "fio_vcpus": fio_vcpus(name), "system_irqs": system_irq_delta(name)}
 
 
 def frames(name):
@@ -217,7 +236,8 @@ def iperf3_result(name):
     return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
             "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
             "irqs": irq_delta(name, net_dev), "irqs_per_vcpu": irq_delta_per_vcpu(name, net_dev),
-            "vcpu_busy_pct": vcpu_busy(name), "frames": frames(name),
+            "vcpu_busy_pct": vcpu_busy(name), "system_irqs": system_irq_delta(name),
+            "frames": frames(name),
             "sender": {"median_cwnd": cwnds[len(cwnds) // 2] if cwnds else None,
                        "mean_rtt_us": sender.get("mean_rtt"), "max_rtt_us": sender.get("max_rtt")},
             "tcp": tcp_state(name), "guest_cpu": cpu_time(name)}

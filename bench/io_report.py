@@ -157,6 +157,9 @@ def placement(r):
     text = "interrupts per vCPU %s; vCPUs busy %s %%" % (
         ", ".join("%s %s" % (q, "/".join(map(str, n))) for q, n in sorted(irqs.items())) or "n/a",
         "/".join(map(str, r.get("vcpu_busy_pct") or [])) or "n/a")
+    if r.get("system_irqs"):
+        text += "; per vCPU %s" % ", ".join(
+            "%s %s" % (k, "/".join(map(str, v))) for k, v in sorted(r["system_irqs"].items()))
     if "fio_vcpus" in r:
         text += "; fio's threads, busiest first, on vCPU %s" % (
             "/".join(map(str, r["fio_vcpus"] or [])) or "n/a")
