@@ -104,64 +104,74 @@ import sys
 out, blk_dev, net_dev = sys.argv[1:4]
 
 
-def irqs(path, device):
-    """Interrupts per queue of virtio device `device`, one count per vCPU."""
-    counts = {}
+def interrupt_rows(path):
+    """/proc/interrupts as {row: [count per vCPU]}: numbered rows under their last
+    field (a virtio queue's "virtioN-QUEUE"), the others under their label (LOC...)."""
+    rows = {}
     for line in open(path):
         fields = line.split()
-        if fields and fields[-1].startswith(device + "-"):
-            per_cpu = []
-            for f in fields[1:]:
-                if not f.isdigit():
-                    break
-                per_cpu.append(int(f))
-            counts[fields[-1][len(device) + 1:]] = per_cpu
-    return counts
+        if not fields or not fields[0].endswith(":"):
+            continue  # the CPU0 CPU1 ... header
+        counts = []
+        for f in fields[1:]:
+            if not f.isdigit():
+                break
+            counts.append(int(f))
+        label = fields[0][:-1]
+        rows[fields[-1] if label.isdigit() else label] = counts
+    return rows
 
 
-def irq_delta_per_vcpu(name, device):
-    before, after = irqs("%s/%s.irq0" % (out, name), device), irqs("%s/%s.irq1" % (out, name), device)
-    return {q: [a - b for a, b in zip(n, before.get(q, [0] * len(n)))] for q, n in after.items()}
-
-
-def irq_delta(name, device):
-    return {q: sum(n) for q, n in irq_delta_per_vcpu(name, device).items()}
-
-
-def system_irq_delta(name):
-    """The per-vCPU counts of the architecture's own interrupts during the test:
-    LOC (local timer), RES (rescheduling IPI), CAL (function-call IPI), TLB
-    (shootdown). The ones a VMM changes by how and where it injects interrupts."""
-    def table(path):
-        rows = {}
-        for line in open(path):
-            fields = line.split()
-            if fields and fields[0].rstrip(":") in ("LOC", "RES", "CAL", "TLB"):
-                rows[fields[0].rstrip(":")] = [int(f) for f in fields[1:] if f.isdigit()]
-        return rows
-    try:
-        before = table("%s/%s.irq0" % (out, name))
-        after = table("%s/%s.irq1" % (out, name))
-    except OSError:
-        return None
+def interrupt_delta(name):
+    """Each /proc/interrupts row's count per vCPU during test `name`."""
+    before = interrupt_rows("%s/%s.irq0" % (out, name))
+    after = interrupt_rows("%s/%s.irq1" % (out, name))
     return {k: [a - b for a, b in zip(v, before.get(k, [0] * len(v)))] for k, v in after.items()}
 
 
+def device_irqs(delta, device):
+    """Interrupts per queue of virtio device `device`, one count per vCPU."""
+    prefix = device + "-"
+    return {k[len(prefix):]: v for k, v in delta.items() if k.startswith(prefix)}
+
+
+def totals(per_vcpu):
+    return {q: sum(n) for q, n in per_vcpu.items()}
+
+
+def system_irqs(delta):
+    """The architecture's own interrupts per vCPU: LOC (local timer), RES
+    (rescheduling IPI), CAL (function-call IPI), TLB (shootdown). The ones a
+    VMM changes by how and where it injects interrupts."""
+    return {k: delta[k] for k in ("LOC", "RES", "CAL", "TLB") if k in delta}
+
+
+STAT_COLS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def stat_delta(name):
+    """/proc/stat's cpu lines during test `name`: {"cpu": [...], "cpu0": [...], ...},
+    the STAT_COLS of each."""
+    rows = []
+    for suffix in ("stat0", "stat1"):
+        rows.append({f[0]: [int(x) for x in f[1:1 + len(STAT_COLS)]]
+                     for f in (line.split() for line in open("%s/%s.%s" % (out, name, suffix)))
+                     if f and f[0].startswith("cpu")})
+    zero = [0] * len(STAT_COLS)
+    return {c: [b - a for a, b in zip(rows[0].get(c, zero), v)] for c, v in rows[1].items()}
+
+
 def vcpu_busy(name):
-    """Each vCPU's busy time during the test, in % (/proc/stat's cpuN lines)."""
+    """Each vCPU's busy time during the test, in %, steal included."""
     try:
-        rows = []
-        for suffix in ("stat0", "stat1"):
-            rows.append({f[0]: [int(x) for x in f[1:9]]
-                         for f in (line.split() for line in open("%s/%s.%s" % (out, name, suffix)))
-                         if f and f[0].startswith("cpu") and f[0] != "cpu"})
+        delta = stat_delta(name)
     except (OSError, ValueError):
         return None
     busy = []
-    for cpu in sorted(rows[1], key=lambda c: int(c[3:])):
-        delta = [b - a for a, b in zip(rows[0].get(cpu, [0] * 8), rows[1][cpu])]
-        idle = delta[3] + delta[4]
-        busy.append(round(100.0 * (sum(delta) - idle) / (sum(delta) or 1), 1))
+    for cpu in sorted((c for c in delta if c != "cpu"), key=lambda c: int(c[3:])):
+        d = delta[cpu]
+        idle = d[STAT_COLS.index("idle")] + d[STAT_COLS.index("iowait")]
+        busy.append(round(100.0 * (sum(d) - idle) / (sum(d) or 1), 1))
     return busy
 
 
@@ -179,12 +189,14 @@ def fio_result(name, direction):
     job = json.load(open("%s/%s.json" % (out, name)))
     side = job["jobs"][0][direction]
     util = (job.get("disk_util") or [{}])[0]
+    irqs = interrupt_delta(name)
+    per_vcpu = device_irqs(irqs, blk_dev)
     return {"iops": side["iops"], "mib_s": side["bw_bytes"] / 2**20,
             "clat_us": side["clat_ns"]["mean"] / 1000,
             "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
-            "ios": util.get(direction + "_ios"), "irqs": irq_delta(name, blk_dev),
-            "irqs_per_vcpu": irq_delta_per_vcpu(name, blk_dev), "vcpu_busy_pct": vcpu_busy(name),
-            "fio_vcpus": fio_vcpus(name), "system_irqs": system_irq_delta(name)}
+            "ios": util.get(direction + "_ios"), "irqs": totals(per_vcpu),
+            "irqs_per_vcpu": per_vcpu, "vcpu_busy_pct": vcpu_busy(name),
+            "fio_vcpus": fio_vcpus(name), "system_irqs": system_irqs(irqs)}
 
 
 def frames(name):
@@ -199,17 +211,12 @@ def frames(name):
 
 def cpu_time(name):
     """Where the guest's vCPUs spent the test, in % of all vCPUs' time (/proc/stat)."""
-    cols = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
     try:
-        rows = []
-        for suffix in ("stat0", "stat1"):
-            line = open("%s/%s.%s" % (out, name, suffix)).readline().split()
-            rows.append([int(x) for x in line[1:1 + len(cols)]])
-    except (OSError, ValueError):
+        delta = stat_delta(name)["cpu"]
+    except (OSError, ValueError, KeyError):
         return None
-    delta = [b - a for a, b in zip(*rows)]
     total = sum(delta) or 1
-    return {c: round(100.0 * d / total, 1) for c, d in zip(cols, delta)}
+    return {c: round(100.0 * d / total, 1) for c, d in zip(STAT_COLS, delta)}
 
 
 def tcp_state(name):
@@ -233,11 +240,12 @@ def iperf3_result(name):
     sender = (end.get("streams") or [{}])[0].get("sender", {})
     cwnds = sorted(i["streams"][0]["snd_cwnd"] for i in doc.get("intervals", [])
                    if i.get("streams") and "snd_cwnd" in i["streams"][0])
+    irqs = interrupt_delta(name)
+    per_vcpu = device_irqs(irqs, net_dev)
     return {"gbit_s": end["sum_received"]["bits_per_second"] / 1e9,
             "bytes": end["sum_sent"]["bytes"], "retransmits": end["sum_sent"].get("retransmits"),
-            "irqs": irq_delta(name, net_dev), "irqs_per_vcpu": irq_delta_per_vcpu(name, net_dev),
-            "vcpu_busy_pct": vcpu_busy(name), "system_irqs": system_irq_delta(name),
-            "frames": frames(name),
+            "irqs": totals(per_vcpu), "irqs_per_vcpu": per_vcpu, "vcpu_busy_pct": vcpu_busy(name),
+            "system_irqs": system_irqs(irqs), "frames": frames(name),
             "sender": {"median_cwnd": cwnds[len(cwnds) // 2] if cwnds else None,
                        "mean_rtt_us": sender.get("mean_rtt"), "max_rtt_us": sender.get("max_rtt")},
             "tcp": tcp_state(name), "guest_cpu": cpu_time(name)}
