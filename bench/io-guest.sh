@@ -161,18 +161,32 @@ def stat_delta(name):
     return {c: [b - a for a, b in zip(rows[0].get(c, zero), v)] for c, v in rows[1].items()}
 
 
-def vcpu_busy(name):
-    """Each vCPU's busy time during the test, in %, steal included."""
+def vcpu_deltas(name):
+    """stat_delta's rows of each vCPU, in vCPU order; None when the files are missing."""
     try:
         delta = stat_delta(name)
     except (OSError, ValueError):
         return None
-    busy = []
-    for cpu in sorted((c for c in delta if c != "cpu"), key=lambda c: int(c[3:])):
-        d = delta[cpu]
-        idle = d[STAT_COLS.index("idle")] + d[STAT_COLS.index("iowait")]
-        busy.append(round(100.0 * (sum(d) - idle) / (sum(d) or 1), 1))
-    return busy
+    return [delta[c] for c in sorted((c for c in delta if c != "cpu"), key=lambda c: int(c[3:]))]
+
+
+def vcpu_busy(name):
+    """Each vCPU's busy time during the test, in %, steal included."""
+    rows = vcpu_deltas(name)
+    if rows is None:
+        return None
+    idle = [d[STAT_COLS.index("idle")] + d[STAT_COLS.index("iowait")] for d in rows]
+    return [round(100.0 * (sum(d) - i) / (sum(d) or 1), 1) for d, i in zip(rows, idle)]
+
+
+def vcpu_time(name):
+    """Where each vCPU's time went during the test, in % of its time (STAT_COLS that are
+    not zero): tells a vCPU busy with work from one whose time was stolen by the host."""
+    rows = vcpu_deltas(name)
+    if rows is None:
+        return None
+    return [{c: round(100.0 * x / (sum(d) or 1), 1) for c, x in zip(STAT_COLS, d) if x}
+            for d in rows]
 
 
 def fio_vcpus(name):
@@ -196,7 +210,8 @@ def fio_result(name, direction):
             "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
             "ios": util.get(direction + "_ios"), "irqs": totals(per_vcpu),
             "irqs_per_vcpu": per_vcpu, "vcpu_busy_pct": vcpu_busy(name),
-            "fio_vcpus": fio_vcpus(name), "system_irqs": system_irqs(irqs)}
+            "vcpu_time_pct": vcpu_time(name), "fio_vcpus": fio_vcpus(name),
+            "system_irqs": system_irqs(irqs)}
 
 
 def frames(name):

@@ -49,7 +49,9 @@ if not RAND_S and not SEQ_S:
     DATA_MIB = min(DATA_MIB, 16)  # no fio test reads it; the guest job still wants a /dev/vdb
 KVM_STATS = "/sys/kernel/debug/kvm"
 KVM_COUNTERS = ("exits", "io_exits", "mmio_exits", "halt_exits", "halt_wakeup", "irq_exits",
-                "irq_window_exits", "signal_exits", "insn_emulation")
+                "irq_window_exits", "signal_exits", "insn_emulation", "halt_attempted_poll",
+                "halt_successful_poll", "halt_poll_success_ns", "halt_poll_fail_ns",
+                "host_state_reload", "request_irq_exits", "nmi_window_exits", "l1d_flush")
 
 
 def progress(*args):
@@ -71,7 +73,8 @@ def commands(kernel, initrd, rootfs, data):
              "--net", "tap=%s,mac=%s" % (TAP, MAC), "--cmdline", cmdline]
     aio = "io_uring" if ENGINE == "uring" else "threads"
     qemu = ["qemu-system-x86_64", "-M", "q35", "-enable-kvm", "-cpu", "host",
-            "-m", str(MEMORY_MIB), "-smp", str(VCPUS), "-nodefaults", "-no-user-config",
+            "-m", str(MEMORY_MIB), "-smp", str(VCPUS), "-name", "io,debug-threads=on",
+            "-nodefaults", "-no-user-config",
             "-nographic", "-no-reboot", "-serial", "stdio",
             "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
             "-drive", "file=%s,if=none,id=d0,format=raw,readonly=on,cache=writeback,aio=%s"
@@ -126,24 +129,28 @@ def vmm_cpu_s(pid):
     return (utime + stime - guest) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_s(pid):
-    """CPU seconds of each of the VMM's threads by name, guest time included (a vCPU thread's
-    time is mostly guest time)."""
-    per_name = {}
+def thread_stats(pid):
+    """Per thread name of the VMM: CPU seconds, guest time included (a vCPU thread's time is
+    mostly guest time), and context switches, voluntary or not (how often each thread slept
+    or was preempted, which costs far more in a nested guest than on hardware)."""
+    cpu, switches = {}, {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
     except OSError:
-        return {}
+        return cpu, switches
     for tid in tids:
         try:
             head, fields = open("/proc/%d/task/%s/stat" % (pid, tid)).read().rsplit(")", 1)
+            status = open("/proc/%d/task/%s/status" % (pid, tid)).read()
         except OSError:
             continue
         name = head.split("(", 1)[1]
         f = fields.split()
-        per_name[name] = per_name.get(name, 0) + (int(f[11]) + int(f[12])) / os.sysconf(
-            "SC_CLK_TCK")
-    return per_name
+        cpu[name] = cpu.get(name, 0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        switches[name] = switches.get(name, 0) + sum(
+            int(line.split(":")[1]) for line in status.splitlines()
+            if line.split(":")[0].endswith("ctxt_switches"))
+    return cpu, switches
 
 
 def machine_busy_s():
@@ -153,8 +160,9 @@ def machine_busy_s():
 
 
 def snapshot(pid):
+    threads, switches = thread_stats(pid)
     return {"t": time.monotonic(), "kvm": kvm_counters(), "cpu": vmm_cpu_s(pid),
-            "threads": thread_cpu_s(pid), "busy": machine_busy_s()}
+            "threads": threads, "switches": switches, "busy": machine_busy_s()}
 
 
 def delta(a, b):
@@ -162,6 +170,7 @@ def delta(a, b):
          "kvm": {k: b["kvm"][k] - a["kvm"][k] for k in b["kvm"] if k in a["kvm"]},
          "threads_cpu_s": {k: round(v - a["threads"].get(k, 0), 2)
                            for k, v in b["threads"].items()},
+         "threads_switches": {k: v - a["switches"].get(k, 0) for k, v in b["switches"].items()},
          "machine_busy_s": round(b["busy"] - a["busy"], 2)}
     if a["cpu"] is not None and b["cpu"] is not None:
         d["vmm_cpu_s"] = b["cpu"] - a["cpu"]
