@@ -1140,6 +1140,43 @@ static void check_reads(const uint64_t *bufs, unsigned int n)
 }
 
 /*
+ * Batching: after a round of two or more requests the device keeps kicks
+ * off for a window and looks at the ring itself. A window that finds a
+ * single request ends batching, and a lone request never starts it.
+ */
+BOTH_ENGINES(busy_round_opens_a_batching_window)
+{
+    uint64_t bufs[2], c, d;
+    uint16_t *avail_event;
+
+    SETUP(engine);
+    avail_event = (uint16_t *)&vdriver_used(&drv, 0)->ring[VDRIVER_QSIZE];
+    REQUIRE(drv.vdev->queues[0].event_idx);
+    publish_reads(bufs, 2);
+    REQUIRE(vdriver_wait_used(&drv, 0, 2, 5000));
+    check_reads(bufs, 2);
+    /* Not "kick for the next request" (2): avail_event stays behind, the driver does not kick. */
+    CHECK_EQ_U64(*avail_event, 0);
+    /* Published without a kick: the window's own look at the ring serves it. */
+    c = vdriver_alloc(&drv, 4096);
+    publish_read(8, c);
+    REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
+    CHECK_EQ_U64(hva(c, 4096)[4095], pattern(8 * 512 + 4095));
+    /* That window found one request: batching ends and kicks are asked for again. */
+    vdriver_run(&drv, 20);
+    CHECK_EQ_U64(*avail_event, 3);
+    d = vdriver_alloc(&drv, 4096);
+    publish_read(16, d);
+    vdriver_kick(&drv, 0);
+    REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
+    vdriver_run(&drv, 20);
+    /* A round of one request: no window, the next request kicks. */
+    CHECK_EQ_U64(*avail_event, 4);
+    CHECK(!loop_has_ready_event());
+    teardown();
+}
+
+/*
  * Four operations per 200 ms: of eight requests four pass at once, the
  * rest wait in the ring for the limiter's timer, and meanwhile the device
  * sleeps (no recheck timer, no kick pending, nothing ready on the loop).
