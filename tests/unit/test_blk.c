@@ -999,11 +999,9 @@ BOTH_ENGINES(broken_ring_drops_in_flight)
 TEST(busy_queue_needs_no_kicks)
 {
     uint64_t a, b, c;
-    uint16_t *avail_event;
     struct vr_error *err = NULL;
 
     SETUP(DISK_ENGINE_THREAD);
-    avail_event = (uint16_t *)&vdriver_used(&drv, 0)->ring[VDRIVER_QSIZE];
     REQUIRE(drv.vdev->queues[0].event_idx);
     virtio_blk_set_worker_delay(drv.vdev, 300);
     a = vdriver_alloc(&drv, 4096);
@@ -1014,21 +1012,21 @@ TEST(busy_queue_needs_no_kicks)
     REQUIRE(event_loop_run_once(&drv.loop, 1000, &err) == 0);
     CHECK_EQ_U64(stats().in_flight, 1);
     /* The driver would not kick: avail_event stayed behind the request it adds now. */
-    CHECK_EQ_U64(*avail_event, 0);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 0);
     publish_read(8, b);
     vdriver_run(&drv, 50);
     /* Taken without a kick, long before the first read's 300 ms are up. */
     CHECK_EQ_U64(stats().in_flight, 2);
     CHECK_EQ_U64(vdriver_used_idx(&drv, 0), 0);
     /* Nothing completed for a recheck period: the next request would kick. */
-    CHECK_EQ_U64(*avail_event, 2);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 2);
     virtio_blk_set_worker_delay(drv.vdev, 0);
     REQUIRE(vdriver_wait_used(&drv, 0, 2, 5000));
     CHECK_EQ_U64(hva(a, 4096)[4095], pattern(4095));
     CHECK_EQ_U64(hva(b, 4096)[4095], pattern(8 * 512 + 4095));
     vdriver_run(&drv, 20);
     CHECK_EQ_U64(stats().in_flight, 0);
-    CHECK_EQ_U64(*avail_event, 2);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 2);
     publish_read(16, c);
     vdriver_kick(&drv, 0);
     REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
@@ -1039,10 +1037,8 @@ TEST(busy_queue_needs_no_kicks)
 /* What a Linux driver does after publishing: kick only when avail_event says so (2.7.10). */
 static void kick_if_asked(uint16_t old_idx)
 {
-    uint16_t event, new_idx;
+    uint16_t event = vdriver_avail_event(&drv, 0), new_idx = drv.avail_idx[0];
 
-    memcpy(&event, &vdriver_used(&drv, 0)->ring[VDRIVER_QSIZE], sizeof(event));
-    new_idx = drv.avail_idx[0];
     if ((uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx))
         vdriver_kick(&drv, 0);
 }
@@ -1147,16 +1143,14 @@ static void check_reads(const uint64_t *bufs, unsigned int n)
 BOTH_ENGINES(busy_round_opens_a_batching_window)
 {
     uint64_t bufs[2], c, d;
-    uint16_t *avail_event;
 
     SETUP(engine);
-    avail_event = (uint16_t *)&vdriver_used(&drv, 0)->ring[VDRIVER_QSIZE];
     REQUIRE(drv.vdev->queues[0].event_idx);
     publish_reads(bufs, 2);
     REQUIRE(vdriver_wait_used(&drv, 0, 2, 5000));
     check_reads(bufs, 2);
     /* Not "kick for the next request" (2): avail_event stays behind, the driver does not kick. */
-    CHECK_EQ_U64(*avail_event, 0);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 0);
     /* Published without a kick: the window's own look at the ring serves it. */
     c = vdriver_alloc(&drv, 4096);
     publish_read(8, c);
@@ -1164,14 +1158,14 @@ BOTH_ENGINES(busy_round_opens_a_batching_window)
     CHECK_EQ_U64(hva(c, 4096)[4095], pattern(8 * 512 + 4095));
     /* That window found one request: batching ends and kicks are asked for again. */
     vdriver_run(&drv, 20);
-    CHECK_EQ_U64(*avail_event, 3);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 3);
     d = vdriver_alloc(&drv, 4096);
     publish_read(16, d);
     vdriver_kick(&drv, 0);
     REQUIRE(vdriver_wait_used(&drv, 0, 1, 5000));
     vdriver_run(&drv, 20);
     /* A round of one request: no window, the next request kicks. */
-    CHECK_EQ_U64(*avail_event, 4);
+    CHECK_EQ_U64(vdriver_avail_event(&drv, 0), 4);
     CHECK(!loop_has_ready_event());
     teardown();
 }

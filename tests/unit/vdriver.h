@@ -237,6 +237,13 @@ static inline uint16_t vdriver_used_idx(struct vdriver *d, unsigned int q)
     return __atomic_load_n(&vdriver_used(d, q)->idx, __ATOMIC_ACQUIRE);
 }
 
+/* The device's avail_event for queue q (EVENT_IDX: the driver kicks once it publishes past it). */
+static inline uint16_t vdriver_avail_event(struct vdriver *d, unsigned int q)
+{
+    return __atomic_load_n((uint16_t *)&vdriver_used(d, q)->ring[d->vdev->queues[q].size],
+                           __ATOMIC_ACQUIRE);
+}
+
 /* Run the event loop until queue q's used index reaches `count` new entries or timeout. */
 static inline bool vdriver_wait_used(struct vdriver *d, unsigned int q, uint16_t count,
                                      int timeout_ms)

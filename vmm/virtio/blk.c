@@ -62,6 +62,7 @@
 
 #include "../../lib/log.h"
 #include "../../lib/util.h"
+#include "kick_pace.h"
 
 #define BLK_MAX_SEG VIRTIO_BLK_MAX_DISCARD_SEG
 #define SECTOR      DISK_SECTOR_SIZE
@@ -105,8 +106,7 @@ struct virtio_blk {
     bool recheck_armed;
     bool batching;            /* the recheck timer is a batching window */
     unsigned int round_taken; /* requests taken since the ring was last idle */
-    uint64_t last_kick_ns;    /* when the last kick came, while not batching */
-    uint64_t kick_gap_ns;     /* moving average of the gaps between those kicks */
+    struct kick_pace kicks;   /* the guest's kicks while the device is not batching */
     bool read_only;
     bool dropping;    /* reset: completions are forgotten, guest memory left alone */
     bool need_signal; /* used entries pushed since the last interrupt decision */
@@ -574,11 +574,8 @@ static bool windowing(const struct virtio_blk *blk)
 /* The batching window: half the usual gap between kicks, within bounds. */
 static uint64_t window_ns(const struct virtio_blk *blk)
 {
-    uint64_t ns = blk->kick_gap_ns / 2;
-
-    if (ns > BLK_WINDOW_MAX_US * 1000ull)
-        return BLK_WINDOW_MAX_US * 1000ull;
-    return ns < BLK_WINDOW_MIN_US * 1000ull ? BLK_WINDOW_MIN_US * 1000ull : ns;
+    return kick_pace_window_ns(&blk->kicks, BLK_WINDOW_MIN_US * 1000ull,
+                               BLK_WINDOW_MAX_US * 1000ull);
 }
 
 /* Start the recheck period afresh (`on`), or stop it. */
@@ -632,13 +629,9 @@ static bool polling_ring(const struct virtio_blk *blk, const struct virtq *vq)
 /* The pace of a busy guest's kicks, which sets the batching window. */
 static void note_kick(struct virtio_blk *blk)
 {
-    uint64_t now = rate_limiter_now_ns(), gap = now - blk->last_kick_ns;
-
-    if (blk->batching)
-        return; /* these kicks come after whole batches */
-    if (blk->last_kick_ns && gap < BLK_KICK_GAP_MAX_NS)
-        blk->kick_gap_ns = blk->kick_gap_ns ? (7 * blk->kick_gap_ns + gap) / 8 : gap;
-    blk->last_kick_ns = now;
+    /* While batching, kicks come after whole batches: not the guest's pace. */
+    if (!blk->batching)
+        kick_pace_note(&blk->kicks, rate_limiter_now_ns(), BLK_KICK_GAP_MAX_NS);
 }
 
 static void blk_queue_notify(struct virtio_device *vdev, struct virtq *vq)
@@ -684,10 +677,9 @@ static void on_recheck(struct event_source *src, uint32_t events)
         return;
     virtio_lock(&blk->vdev);
     blk->recheck_armed = false;
-    if (polling_ring(blk, vq) && windowing(blk))
+    /* A window looks at the ring as it is; otherwise a request may have come in just before. */
+    if (polling_ring(blk, vq) && (windowing(blk) || virtq_enable_notify(vq)))
         process_queue(blk, vq);
-    else if (polling_ring(blk, vq) && virtq_enable_notify(vq))
-        process_queue(blk, vq); /* a request came in just before */
     virtio_unlock(&blk->vdev);
 }
 
@@ -741,7 +733,7 @@ static void drop_in_flight(struct virtio_blk *blk)
     recheck_set(blk, false);
     blk->batching = false;
     blk->round_taken = 0;
-    blk->last_kick_ns = blk->kick_gap_ns = 0;
+    kick_pace_reset(&blk->kicks);
     reset_slots(blk);
 }
 
