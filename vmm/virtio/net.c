@@ -10,12 +10,30 @@
  * is answered one event-loop turn later (net_queue_notify), and each frame
  * is completed as soon as it has left, not at the end of the pass.
  *
+ * Transmit batching. A device that asks for kicks again as soon as the
+ * ring is empty costs a guest that streams a kick per frame, and each
+ * frame's completion and acknowledgements reach it under interrupts of
+ * their own: where exits are expensive (a nested guest) the guest then
+ * spends its time taking interrupts instead of sending, and stays in that
+ * state. So after a pass that sent frames, the device keeps notifications
+ * off for a short window and then looks at the ring itself (tx_window),
+ * the way Linux's NAPI defers re-enabling interrupts: what the guest
+ * queued meanwhile leaves as one batch with no kick. A window that finds
+ * nothing ends batching and asks for kicks again. The window is half the
+ * usual time between kicks while not batching, between NET_WINDOW_MIN_US
+ * and NET_WINDOW_MAX_US (vmm/virtio/kick_pace.h), so a guest that sends a
+ * request and waits for the answer has asked for kicks again before its
+ * next request.
+ *
  * Receive and transmit share the loop's turns: what the back end has for
  * the guest while a transmit pass is due waits for that pass and goes to
- * the guest at its end (tx_process). With a bulk send from the guest, the
- * host's acknowledgements then arrive in batches under one interrupt, as
- * under QEMU's tx=bh, instead of one or two per interrupt; each batch
- * waits at most one turn and one pass.
+ * the guest at its end (tx_process); so does what comes during a window
+ * once the guest is streaming (the last window found frames). With a bulk
+ * send from the guest, the host's acknowledgements then arrive in batches
+ * under one interrupt instead of one or two per interrupt; each batch
+ * waits at most one turn and one pass, or one window. The window after a
+ * single frame holds nothing back, so an answer to a request is not
+ * delayed.
  *
  * Receive: the frame's size is unknown until it is read, so the device
  * reads straight into the guest's buffers when the chains it holds can
@@ -67,6 +85,7 @@
 #include "../../lib/log.h"
 #include "../../lib/util.h"
 #include "../backends/tap.h"
+#include "kick_pace.h"
 
 /* Feature bits (virtio 1.2, 5.1.3). */
 #define NET_F_CSUM       0
@@ -125,6 +144,11 @@
 #define RX_IOV_POOL 1024 /* IOV_MAX: one readv covers every held chain */
 /* Packets per direction per event-loop turn, so one busy device cannot starve the others. */
 #define NET_BUDGET 256
+/* Transmit batching (see the top of the file). */
+#define NET_WINDOW_MIN_US 20
+#define NET_WINDOW_MAX_US 500
+/* Kicks further apart than this are idle gaps, not the pace of a busy guest. */
+#define NET_KICK_GAP_MAX_NS (4ull * NET_WINDOW_MAX_US * 1000)
 
 struct rx_chain {
     uint16_t head;
@@ -149,6 +173,14 @@ struct virtio_net {
     bool tx_deferred; /* a kick was answered with one more event-loop turn (net_queue_notify) */
     struct virtq_elem tx_elem;
     struct iovec tx_iov[TX_IOV_MAX];
+    /* Transmit batching: after a pass that sent frames, a window instead of asking for kicks. */
+    struct event_source tx_window_src; /* timerfd; fd -1 until created */
+    bool tx_window_watched;
+    bool tx_window_armed;
+    bool tx_batching;          /* notifications are off until a window finds nothing */
+    bool tx_streaming;         /* the last window found frames: received frames wait for it */
+    unsigned int tx_round;     /* frames taken since the ring was last found empty */
+    struct kick_pace tx_kicks; /* the guest's transmit kicks while not batching */
 
     /* Receive. */
     bool rx_maybe_readable;                  /* cleared only when the back end says EAGAIN */
@@ -465,11 +497,47 @@ static enum tx_result tx_one(struct virtio_net *n, struct virtq *vq)
     return tx_send_pending(n, vq) ? TX_SENT : TX_FULL;
 }
 
+/* Open the batching window (`on`), or close it. */
+static void tx_window_set(struct virtio_net *n, bool on)
+{
+    struct itimerspec its = {0};
+
+    if (!on && !n->tx_window_armed)
+        return;
+    /* One shot, below a second. */
+    if (on)
+        its.it_value.tv_nsec = (long)kick_pace_window_ns(&n->tx_kicks, NET_WINDOW_MIN_US * 1000ull,
+                                                         NET_WINDOW_MAX_US * 1000ull);
+    if (timerfd_settime(n->tx_window_src.fd, 0, &its, NULL) < 0) {
+        log_ratelimited(LOG_ERROR, "%s: set the transmit window: %s", net_name(n), strerror(errno));
+        return;
+    }
+    n->tx_window_armed = on;
+}
+
+/*
+ * The ring is empty: end the round. After a round that sent frames a
+ * window opens and notifications stay off; a window's round that found
+ * none asks the guest to kick again. True when frames arrived meanwhile.
+ */
+static bool tx_end_round(struct virtio_net *n, struct virtq *vq)
+{
+    n->tx_streaming = n->tx_batching && n->tx_round > 0;
+    n->tx_batching = n->tx_round > 0;
+    n->tx_round = 0;
+    if (!n->tx_batching)
+        return virtq_enable_notify(vq);
+    tx_window_set(n, true);
+    return false;
+}
+
 static void tx_process(struct virtio_net *n)
 {
     struct virtq *vq = &n->vdev.queues[TX_QUEUE];
     unsigned int budget;
 
+    /* This pass looks at the ring now; a window opens again at its end if it was busy. */
+    tx_window_set(n, false);
     /* The guest need not notify while the device is draining anyway. */
     virtq_disable_notify(vq);
     for (budget = NET_BUDGET; budget > 0; budget--) {
@@ -486,10 +554,12 @@ static void tx_process(struct virtio_net *n)
          * the pass: the guest frees it (and TCP may queue the next) while
          * the device is still sending the others.
          */
-        if (r == TX_SENT)
+        if (r == TX_SENT) {
+            n->tx_round++;
             virtio_queue_done(&n->vdev, vq);
+        }
         if (r == TX_EMPTY) {
-            if (!virtq_enable_notify(vq))
+            if (!tx_end_round(n, vq))
                 break;
             virtq_disable_notify(vq);
         }
@@ -790,9 +860,28 @@ static void on_backend_event(struct event_source *src, uint32_t events)
         n->rx_maybe_readable = true;
     if (n->vdev.active && (events & EPOLLOUT) && n->tx_pending)
         tx_process(n);
-    /* A transmit pass is due on the next turn: it delivers what arrived meanwhile (tx_process). */
-    if (n->vdev.active && rx_has_work(n) && !n->tx_deferred)
+    /* A transmit pass is due (next turn, or a streaming window's): it delivers what came. */
+    if (n->vdev.active && rx_has_work(n) && !n->tx_deferred &&
+        !(n->tx_window_armed && n->tx_streaming))
         rx_process(n);
+    virtio_unlock(&n->vdev);
+}
+
+/* The end of a transmit batching window: look at the ring (event loop). */
+static void on_tx_window(struct event_source *src, uint32_t events)
+{
+    struct virtio_net *n = container_of(src, struct virtio_net, tx_window_src);
+    uint64_t expirations;
+
+    (void)events;
+    if (read(src->fd, &expirations, sizeof(expirations)) < 0)
+        return; /* disarmed after it fired: nothing to do */
+    virtio_lock(&n->vdev);
+    n->tx_window_armed = false;
+    if (n->vdev.active && queue_usable(&n->vdev.queues[TX_QUEUE]))
+        tx_process(n);
+    else if (n->vdev.active && queue_usable(&n->vdev.queues[RX_QUEUE]) && rx_has_work(n))
+        rx_process(n); /* what the window held back */
     virtio_unlock(&n->vdev);
 }
 
@@ -835,6 +924,9 @@ static void net_queue_notify(struct virtio_device *vdev, struct virtq *vq)
          * QEMU's tx=bh does).
          */
         if (!n->tx_deferred && !n->tx_pending) {
+            /* While batching, kicks come after whole batches: not the guest's pace. */
+            if (!n->tx_batching)
+                kick_pace_note(&n->tx_kicks, rate_limiter_now_ns(), NET_KICK_GAP_MAX_NS);
             n->tx_deferred = true;
             virtq_disable_notify(vq);
             kick_later(vq);
@@ -907,6 +999,10 @@ static void net_reset(struct virtio_device *vdev)
     n->tx_pending = false;
     n->tx_charged = false;
     n->tx_deferred = false;
+    tx_window_set(n, false);
+    n->tx_batching = n->tx_streaming = false;
+    n->tx_round = 0;
+    kick_pace_reset(&n->tx_kicks);
     n->mmds_took = false;
     watch_writable(n, false);
     n->rx_nr_held = n->rx_nr_iov = 0;
@@ -931,6 +1027,10 @@ static void net_destroy(struct virtio_device *vdev)
         event_loop_remove(vdev->loop, &n->mmds_timer_src);
     if (n->mmds_timer_src.fd >= 0)
         close(n->mmds_timer_src.fd);
+    if (n->tx_window_watched && vdev->loop && vdev->loop->epoll_fd >= 0)
+        event_loop_remove(vdev->loop, &n->tx_window_src);
+    if (n->tx_window_src.fd >= 0)
+        close(n->tx_window_src.fd);
     mmds_stack_destroy(n->mmds);
     free(n->mmds_frame);
     rate_limiter_destroy(&n->rx_limiter);
@@ -1075,6 +1175,14 @@ static int net_init(struct virtio_net *n, const struct guest_memory *mem, struct
         return ret;
     if (params->mmds && (ret = mmds_init(n, params->mmds, err)) < 0)
         return ret;
+    n->tx_window_src = (struct event_source){
+        .fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), .handler = on_tx_window};
+    if (n->tx_window_src.fd < 0)
+        return vr_error_set(err, errno, "create the transmit window timer");
+    ret = event_loop_add(loop, &n->tx_window_src, EPOLLIN, err);
+    if (ret < 0)
+        return vr_error_wrap(err, "transmit window timer");
+    n->tx_window_watched = true;
     /* Frames may be waiting already; the first activation reads them. */
     n->rx_maybe_readable = true;
     n->backend_src = (struct event_source){.fd = n->backend->fd, .handler = on_backend_event};
@@ -1099,6 +1207,7 @@ int virtio_net_create_with_backend(const struct guest_memory *mem, struct event_
     }
     n->backend = backend;
     n->mmds_timer_src.fd = -1;
+    n->tx_window_src.fd = -1;
     rate_limiter_init(&n->rx_limiter);
     rate_limiter_init(&n->tx_limiter);
     ret = net_init(n, mem, loop, params, err);
