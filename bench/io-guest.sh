@@ -42,20 +42,28 @@ step() {
     say end "$name"
 }
 
-# fio_vcpus: for each fio thread, the vCPU it is on now and the CPU time it
-# has used (clock ticks), one thread per line.
-fio_vcpus() {
+# task_vcpus COMM: for each thread named COMM, the vCPU it is on now and the
+# CPU time it has used (clock ticks), one thread per line.
+task_vcpus() {
     for t in /proc/[0-9]*/task/[0-9]*; do
-        comm=$(cat "$t/comm" 2>/dev/null) && [ "$comm" = fio ] &&
+        comm=$(cat "$t/comm" 2>/dev/null) && [ "$comm" = "$1" ] &&
             awk '{ print $39, $14 + $15 }' "$t/stat" 2>/dev/null
     done
+}
+
+# task_pid COMM: the process named COMM (the first found).
+task_pid() {
+    for p in /proc/[0-9]*; do
+        [ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}" && return 0
+    done
+    return 1
 }
 
 # fio_step NAME RW BLOCKSIZE DEPTH SECONDS
 fio_step() {
     # Halfway through, where fio runs: set against the vCPU that takes the
     # disk's interrupts, it tells whether completions wake fio across vCPUs.
-    (sleep $(($5 / 2 + 2)) && fio_vcpus >"$out/$1.vcpus") &
+    (sleep $(($5 / 2 + 2)) && task_vcpus fio >"$out/$1.vcpus") &
     step "$1" fio --name="$1" --filename="$disk" --rw="$2" --bs="$3" --iodepth="$4" \
         --direct=1 --ioengine=libaio --time_based --runtime="$5" --ramp_time=2 \
         --norandommap --randrepeat=0 --output-format=json
@@ -90,6 +98,12 @@ if [ "$net_s" -gt 0 ]; then
     # how long it was limited by the window, the send buffer or the
     # application) tells what holds the stream back.
     (sleep $((net_s / 2 + 2)) && ss -tin dst "$host" >"$out/iperf3.ss" 2>&1) &
+    # Where the sender runs, once a second: the guest's scheduler places it,
+    # and whether it shares a vCPU with the NIC's interrupts changes the cost.
+    (sleep 3 && sender=$(task_pid iperf3) && for _ in $(seq "$net_s"); do
+        awk '{ print $39, $14 + $15 }' "/proc/$sender/stat" 2>/dev/null
+        sleep 1
+    done >"$out/iperf3.vcpus") &
     step iperf3 iperf3 -c "$host" -t "$net_s" -O 2 -J
     wait
 fi
@@ -189,8 +203,9 @@ def vcpu_time(name):
             for d in rows]
 
 
-def fio_vcpus(name):
-    """The vCPU of each fio thread halfway through, the busiest thread (the job's) first."""
+def task_vcpus(name):
+    """The vCPU of each sampled thread (fio: halfway through, the busiest thread, the
+    job's, first; iperf3: once a second)."""
     try:
         threads = [[int(x) for x in line.split()]
                    for line in open("%s/%s.vcpus" % (out, name)) if line.strip()]
@@ -210,7 +225,7 @@ def fio_result(name, direction):
             "guest_cpu_pct": job["jobs"][0]["usr_cpu"] + job["jobs"][0]["sys_cpu"],
             "ios": util.get(direction + "_ios"), "irqs": totals(per_vcpu),
             "irqs_per_vcpu": per_vcpu, "vcpu_busy_pct": vcpu_busy(name),
-            "vcpu_time_pct": vcpu_time(name), "fio_vcpus": fio_vcpus(name),
+            "vcpu_time_pct": vcpu_time(name), "fio_vcpus": task_vcpus(name),
             "system_irqs": system_irqs(irqs)}
 
 
@@ -249,6 +264,18 @@ def tcp_state(name):
     return best
 
 
+def sender_vcpus(name):
+    """How many of the once-a-second samples found the sender on each vCPU."""
+    samples = task_vcpus(name)
+    if samples is None:
+        return None
+    counts = [0] * len(vcpu_deltas(name) or [])
+    for vcpu in samples:
+        if 0 <= vcpu < len(counts):
+            counts[vcpu] += 1
+    return counts
+
+
 def iperf3_result(name):
     doc = json.load(open("%s/%s.json" % (out, name)))
     end = doc["end"]
@@ -263,7 +290,8 @@ def iperf3_result(name):
             "system_irqs": system_irqs(irqs), "frames": frames(name),
             "sender": {"median_cwnd": cwnds[len(cwnds) // 2] if cwnds else None,
                        "mean_rtt_us": sender.get("mean_rtt"), "max_rtt_us": sender.get("max_rtt")},
-            "tcp": tcp_state(name), "guest_cpu": cpu_time(name)}
+            "tcp": tcp_state(name), "guest_cpu": cpu_time(name),
+            "vcpu_time_pct": vcpu_time(name), "sender_vcpus": sender_vcpus(name)}
 
 
 def features(device):
