@@ -11,7 +11,13 @@
  * lifetime, and a free slot ignores events.
  *
  * One timerfd serves every deadline: it is armed for the earliest one and
- * the expiry handler scans the (at most 64) connections.
+ * the expiry handler scans the (at most 72) slots.
+ *
+ * A client past the connection limit gets a slot of its own among a few
+ * kept for refusals: it is told 503 and the connection then lingers like
+ * any other that ends, reading until the client's EOF. Closing at once
+ * would lose the answer whenever the server accepts before the client has
+ * sent its request: the client's send then fails on a closed socket.
  */
 #include "server.h"
 
@@ -40,6 +46,8 @@
 #define LINGER_MS           1000
 #define LINGER_MAX_BYTES    (256 * 1024)
 #define NS_PER_MS           1000000ull
+#define REFUSAL_SLOTS       8 /* clients past the limit, told 503 while they finish sending */
+#define NR_SLOTS            (API_MAX_CONNECTIONS + REFUSAL_SLOTS)
 
 struct api_conn {
     struct api_server *server;
@@ -53,6 +61,7 @@ struct api_conn {
     bool peer_eof;     /* the client shut down its side */
     bool closing;      /* close once out is sent */
     bool lingering;    /* out sent, our side shut down: discard input until EOF */
+    bool refusing;     /* past the connection limit: only the 503, not counted in nr_conns */
     size_t discarded;  /* bytes thrown away while lingering */
     uint64_t deadline; /* CLOCK_MONOTONIC ns; 0 while idle */
 };
@@ -72,8 +81,8 @@ struct api_server {
     uint64_t timeout_ns;
     char *full_response; /* the 503 for clients past the limit */
     size_t full_response_len;
-    unsigned int nr_conns;
-    struct api_conn conns[API_MAX_CONNECTIONS];
+    unsigned int nr_conns; /* served connections: refusals are not counted */
+    struct api_conn conns[NR_SLOTS];
 };
 
 static uint64_t now_ns(void)
@@ -90,7 +99,7 @@ static uint64_t earliest_deadline(const struct api_server *s)
 {
     uint64_t earliest = s->accept_paused ? s->accept_retry : 0;
 
-    for (size_t i = 0; i < API_MAX_CONNECTIONS; i++) {
+    for (size_t i = 0; i < NR_SLOTS; i++) {
         uint64_t d = s->conns[i].src.fd >= 0 ? s->conns[i].deadline : 0;
 
         if (d && (earliest == 0 || d < earliest))
@@ -125,6 +134,8 @@ static bool conn_has_output(const struct api_conn *c)
 
 static void conn_close(struct api_conn *c)
 {
+    if (!c->refusing)
+        c->server->nr_conns--;
     event_loop_remove(c->server->loop, &c->src);
     close(c->src.fd);
     c->src.fd = -1;
@@ -135,7 +146,6 @@ static void conn_close(struct api_conn *c)
     free(c->in);
     free(c->out);
     *c = (struct api_conn){.server = c->server, .src = {.fd = -1}};
-    c->server->nr_conns--;
 }
 
 /* Append to the output (there is at most a 100 Continue before a response). */
@@ -451,7 +461,7 @@ static void on_timer(struct event_source *src, uint32_t events)
     (void)n; /* EAGAIN when woken for an older arming: the scan below decides */
     s->timer_armed_at = 0;
     now = now_ns();
-    for (size_t i = 0; i < API_MAX_CONNECTIONS; i++) {
+    for (size_t i = 0; i < NR_SLOTS; i++) {
         struct api_conn *c = &s->conns[i];
 
         if (c->src.fd >= 0 && c->deadline && c->deadline <= now)
@@ -465,48 +475,82 @@ static void on_timer(struct event_source *src, uint32_t events)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
-static void refuse_full(struct api_server *s, int fd)
+/* Even the refusal slots are taken: the 503 goes out best effort, and the socket is closed. */
+static void refuse_at_once(struct api_server *s, int fd)
 {
     ssize_t sent = send(fd, s->full_response, s->full_response_len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
     (void)sent;
     close(fd);
-    log_ratelimited(LOG_WARN, "API server: refused a connection: %d already open",
-                    API_MAX_CONNECTIONS);
 }
 
-static struct api_conn *free_slot(struct api_server *s)
+static struct api_conn *free_slot(struct api_server *s, size_t from, size_t to)
 {
-    for (size_t i = 0; i < API_MAX_CONNECTIONS; i++)
+    for (size_t i = from; i < to; i++)
         if (s->conns[i].src.fd < 0)
             return &s->conns[i];
     return NULL;
 }
 
-static void conn_open(struct api_server *s, int fd)
+/* Give fd the free slot c. False when that failed (fd is closed). */
+static bool conn_setup(struct api_server *s, struct api_conn *c, int fd, bool refusing)
 {
-    struct api_conn *c = free_slot(s);
     cleanup_error struct vr_error *err = NULL;
 
-    if (c == NULL) {
-        refuse_full(s, fd);
-        return;
-    }
     c->parser = malloc(sizeof(*c->parser));
     c->in = malloc(IN_BUF_BYTES);
     c->src = (struct event_source){.fd = fd, .handler = on_conn_event, .control = true};
     c->events = EPOLLIN;
-    s->nr_conns++;
+    c->refusing = refusing;
+    if (!refusing)
+        s->nr_conns++;
     if (c->parser == NULL || c->in == NULL) {
         log_ratelimited(LOG_WARN, "API server: no memory for a new connection");
         conn_close(c);
-        return;
+        return false;
     }
     http_parser_init(c->parser);
     if (event_loop_add(s->loop, &c->src, EPOLLIN, &err) < 0) {
         log_ratelimited(LOG_WARN, "API server: %s", err->msg);
         conn_close(c); /* removing an fd epoll does not watch is harmless */
+        return false;
     }
+    return true;
+}
+
+/* Past the limit: the 503, then linger until the client has sent what it meant to. */
+static void conn_refuse(struct api_server *s, int fd)
+{
+    struct api_conn *c = free_slot(s, API_MAX_CONNECTIONS, NR_SLOTS);
+    char *answer;
+
+    log_ratelimited(LOG_WARN, "API server: refused a connection: %d already open",
+                    API_MAX_CONNECTIONS);
+    if (c == NULL) {
+        refuse_at_once(s, fd);
+        return;
+    }
+    if (!conn_setup(s, c, fd, true))
+        return;
+    answer = malloc(s->full_response_len);
+    if (answer == NULL) {
+        conn_close(c);
+        return;
+    }
+    memcpy(answer, s->full_response, s->full_response_len);
+    conn_queue(c, answer, s->full_response_len);
+    c->closing = true;
+    conn_run(c);
+}
+
+static void conn_open(struct api_server *s, int fd)
+{
+    struct api_conn *c = free_slot(s, 0, API_MAX_CONNECTIONS);
+
+    if (c == NULL)
+        conn_refuse(s, fd);
+    else
+        conn_setup(s, c, fd, false);
 }
 
 /* accept() failed for want of resources: stop listening for a while instead of spinning. */
@@ -687,7 +731,7 @@ int api_server_create(struct event_loop *loop, const char *path, const struct ap
     s->timeout_ns = API_REQUEST_TIMEOUT_MS * NS_PER_MS;
     s->listener = (struct event_source){.fd = -1, .handler = on_listener, .control = true};
     s->timer = (struct event_source){.fd = -1, .handler = on_timer, .control = true};
-    for (size_t i = 0; i < API_MAX_CONNECTIONS; i++)
+    for (size_t i = 0; i < NR_SLOTS; i++)
         s->conns[i] = (struct api_conn){.server = s, .src = {.fd = -1}};
     ret = start(s, err);
     if (ret < 0) {
@@ -704,7 +748,7 @@ void api_server_destroy(struct api_server *s)
 
     if (s == NULL)
         return;
-    for (size_t i = 0; i < API_MAX_CONNECTIONS; i++)
+    for (size_t i = 0; i < NR_SLOTS; i++)
         if (s->conns[i].src.fd >= 0)
             conn_close(&s->conns[i]);
     if (s->listener.fd >= 0) {

@@ -9,7 +9,9 @@
  * go out in order. Bounds, so that no client can hold the loop or grow
  * memory without limit:
  *   - at most API_MAX_CONNECTIONS connections; a further client is
- *     accepted, told 503 Service Unavailable and closed;
+ *     accepted, told 503 Service Unavailable, and closed once it has sent
+ *     its request (or after a second); a few such clients are served at
+ *     a time, and past them one is told 503 and closed at once;
  *   - per connection: a 4 KiB input buffer, the parser's limits (http.h),
  *     and one response in flight: the next request is not read before the
  *     previous response has left for the socket (backpressure on clients

@@ -642,6 +642,7 @@ TEST(api_server_client_that_never_reads)
 TEST(api_server_connection_limit)
 {
     static struct client many[API_MAX_CONNECTIONS];
+    unsigned int calls;
     struct reply r;
 
     REQUIRE(setup());
@@ -650,8 +651,15 @@ TEST(api_server_connection_limit)
         pump(1);
     }
     REQUIRE(wait_connections(API_MAX_CONNECTIONS));
-    /* One more: accepted, told 503, closed. */
+    /*
+     * One more: accepted and told 503 before it has sent anything; its
+     * request still goes through (the server reads until its EOF), then it
+     * reads the 503 and the end.
+     */
+    calls = fx.calls;
     REQUIRE(client_open(&client));
+    pump(20);
+    CHECK(client_send_text(&client, "GET /ping HTTP/1.1\r\n\r\n"));
     REQUIRE(read_response(&client, &r));
     CHECK_EQ_I64(r.status, 503);
     CHECK_STR_CONTAINS(r.body, "too many open API connections");
@@ -660,6 +668,7 @@ TEST(api_server_connection_limit)
     CHECK(wait_closed(&client));
     client_close(&client);
     CHECK_EQ_U64(api_server_connection_count(fx.server), API_MAX_CONNECTIONS);
+    CHECK_EQ_U64(fx.calls, calls); /* refused, not handled */
     /* Every open connection still works. */
     for (int i = 0; i < API_MAX_CONNECTIONS; i++)
         REQUIRE(client_send_text(&many[i], "GET /ping HTTP/1.1\r\n\r\n"));
@@ -673,6 +682,47 @@ TEST(api_server_connection_limit)
     CHECK(expect_reply(&client, 200, "pong"));
     client_close(&client);
     for (int i = 1; i < API_MAX_CONNECTIONS; i++)
+        client_close(&many[i]);
+    CHECK(wait_connections(0));
+    teardown();
+}
+
+/*
+ * Refused clients that never send hold their refusal slots for the linger
+ * (one second) at most. While all are taken, one more is still told 503,
+ * and closed at once.
+ */
+TEST(api_server_refusals_past_their_slots)
+{
+    static struct client many[API_MAX_CONNECTIONS], refused[9];
+
+    REQUIRE(setup());
+    for (int i = 0; i < API_MAX_CONNECTIONS; i++) {
+        REQUIRE(client_open(&many[i]));
+        pump(1);
+    }
+    REQUIRE(wait_connections(API_MAX_CONNECTIONS));
+    for (int i = 0; i < 9; i++) {
+        REQUIRE(client_open(&refused[i]));
+        pump(5);
+    }
+    for (int i = 0; i < 9; i++)
+        CHECK(expect_reply(&refused[i], 503, "too many open API connections"));
+    /* The first eight are still read; the ninth is gone. */
+    for (int i = 0; i < 8; i++)
+        CHECK(client_send_text(&refused[i], "GET /ping HTTP/1.1\r\n\r\n"));
+    CHECK(!client_send_text(&refused[8], "GET /ping HTTP/1.1\r\n\r\n"));
+    /* A second on, without a word from the clients, the slots are free again. */
+    pump(1200);
+    REQUIRE(client_open(&client));
+    pump(20);
+    CHECK(client_send_text(&client, "GET /ping HTTP/1.1\r\n\r\n"));
+    CHECK(expect_reply(&client, 503, "too many open API connections"));
+    CHECK(wait_closed(&client));
+    client_close(&client);
+    for (int i = 0; i < 9; i++)
+        client_close(&refused[i]);
+    for (int i = 0; i < API_MAX_CONNECTIONS; i++)
         client_close(&many[i]);
     CHECK(wait_connections(0));
     teardown();
