@@ -130,27 +130,39 @@ def vmm_cpu_s(pid):
 
 
 def thread_stats(pid):
-    """Per thread name of the VMM: CPU seconds, guest time included (a vCPU thread's time is
-    mostly guest time), and context switches, voluntary or not (how often each thread slept
-    or was preempted, which costs far more in a nested guest than on hardware)."""
-    cpu, switches = {}, {}
+    """Per thread of the VMM, by thread id: its name, CPU seconds, guest time included (a vCPU
+    thread's time is mostly guest time), and context switches, voluntary or not (how often it
+    slept or was preempted, which costs far more in a nested guest than on hardware)."""
+    threads = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
     except OSError:
-        return cpu, switches
+        return threads
     for tid in tids:
         try:
             head, fields = open("/proc/%d/task/%s/stat" % (pid, tid)).read().rsplit(")", 1)
             status = open("/proc/%d/task/%s/status" % (pid, tid)).read()
         except OSError:
             continue
-        name = head.split("(", 1)[1]
         f = fields.split()
-        cpu[name] = cpu.get(name, 0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        switches[name] = switches.get(name, 0) + sum(
-            int(line.split(":")[1]) for line in status.splitlines()
-            if line.split(":")[0].endswith("ctxt_switches"))
-    return cpu, switches
+        threads[tid] = (head.split("(", 1)[1],
+                        (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"),
+                        sum(int(line.split(":")[1]) for line in status.splitlines()
+                            if line.split(":")[0].endswith("ctxt_switches")))
+    return threads
+
+
+def thread_deltas(a, b):
+    """CPU seconds and switches per thread name between two snapshots. Matched by thread id:
+    a thread that started meanwhile counts from zero, and one that ended is left out (its
+    time is in vmm_cpu_s), so a worker replaced by another of the same name cannot make a
+    negative figure."""
+    cpu, switches = {}, {}
+    for tid, (name, c, sw) in b.items():
+        _, c0, sw0 = a.get(tid, (name, 0, 0))
+        cpu[name] = cpu.get(name, 0) + c - c0
+        switches[name] = switches.get(name, 0) + sw - sw0
+    return {k: round(v, 2) for k, v in cpu.items()}, switches
 
 
 def machine_busy_s():
@@ -160,17 +172,15 @@ def machine_busy_s():
 
 
 def snapshot(pid):
-    threads, switches = thread_stats(pid)
     return {"t": time.monotonic(), "kvm": kvm_counters(), "cpu": vmm_cpu_s(pid),
-            "threads": threads, "switches": switches, "busy": machine_busy_s()}
+            "threads": thread_stats(pid), "busy": machine_busy_s()}
 
 
 def delta(a, b):
+    cpu, switches = thread_deltas(a["threads"], b["threads"])
     d = {"seconds": b["t"] - a["t"],
          "kvm": {k: b["kvm"][k] - a["kvm"][k] for k in b["kvm"] if k in a["kvm"]},
-         "threads_cpu_s": {k: round(v - a["threads"].get(k, 0), 2)
-                           for k, v in b["threads"].items()},
-         "threads_switches": {k: v - a["switches"].get(k, 0) for k, v in b["switches"].items()},
+         "threads_cpu_s": cpu, "threads_switches": switches,
          "machine_busy_s": round(b["busy"] - a["busy"], 2)}
     if a["cpu"] is not None and b["cpu"] is not None:
         d["vmm_cpu_s"] = b["cpu"] - a["cpu"]
