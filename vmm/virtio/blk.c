@@ -104,6 +104,7 @@ struct virtio_blk {
     struct event_source recheck; /* timerfd: looks at the ring while operations are in flight */
     bool done_watched, recheck_watched;
     bool recheck_armed;
+    unsigned int recheck_us;  /* BLK_RECHECK_US; tests may lengthen it */
     bool batching;            /* the recheck timer is a batching window */
     unsigned int round_taken; /* requests taken since the ring was last idle */
     struct kick_pace kicks;   /* the guest's kicks while the device is not batching */
@@ -587,7 +588,7 @@ static void recheck_set(struct virtio_blk *blk, bool on)
         return;
     /* One shot; either way the period is below a second. */
     if (on)
-        its.it_value.tv_nsec = (long)(windowing(blk) ? window_ns(blk) : BLK_RECHECK_US * 1000ull);
+        its.it_value.tv_nsec = (long)(windowing(blk) ? window_ns(blk) : blk->recheck_us * 1000ull);
     if (timerfd_settime(blk->recheck.fd, 0, &its, NULL) < 0) {
         log_ratelimited(LOG_ERROR, "virtio-blk '%s': timerfd_settime: %s", blk->path,
                         strerror(errno));
@@ -835,6 +836,7 @@ int virtio_blk_create(const struct guest_memory *mem, struct event_loop *loop,
         return vr_error_set(err, ENOMEM, "virtio-blk '%s'", path);
     blk->done_src.fd = -1;
     blk->recheck.fd = -1;
+    blk->recheck_us = BLK_RECHECK_US;
     rate_limiter_init(&blk->limiter);
     for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
         blk->vdev.queues[i].kick.fd = -1;
@@ -1017,4 +1019,10 @@ enum disk_engine virtio_blk_engine(const struct virtio_device *vdev)
 void virtio_blk_set_worker_delay(struct virtio_device *vdev, unsigned int ms)
 {
     disk_set_worker_delay(to_blk(vdev)->disk, ms);
+}
+
+void virtio_blk_set_recheck_period(struct virtio_device *vdev, unsigned int us)
+{
+    /* Below a second: the timer is armed with nanoseconds alone. */
+    to_blk(vdev)->recheck_us = us < 1000000 ? us : 999999;
 }

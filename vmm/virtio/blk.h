@@ -158,4 +158,10 @@ enum disk_engine virtio_blk_engine(const struct virtio_device *vdev);
 /* Tests: slow the back end's worker threads down (see disk_set_worker_delay). */
 void virtio_blk_set_worker_delay(struct virtio_device *vdev, unsigned int ms);
 
+/*
+ * Tests: the recheck period (BLK_RECHECK_US in blk.c), after which a queue
+ * with operations in flight and nothing completed asks for kicks again.
+ */
+void virtio_blk_set_recheck_period(struct virtio_device *vdev, unsigned int us);
+
 #endif
