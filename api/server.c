@@ -61,7 +61,6 @@ struct api_conn {
     bool peer_eof;     /* the client shut down its side */
     bool closing;      /* close once out is sent */
     bool lingering;    /* out sent, our side shut down: discard input until EOF */
-    bool refusing;     /* past the connection limit: only the 503, not counted in nr_conns */
     size_t discarded;  /* bytes thrown away while lingering */
     uint64_t deadline; /* CLOCK_MONOTONIC ns; 0 while idle */
 };
@@ -132,9 +131,15 @@ static bool conn_has_output(const struct api_conn *c)
     return c->out_off < c->out_len;
 }
 
+/* A slot past API_MAX_CONNECTIONS: a refused client, told 503, not counted in nr_conns. */
+static bool conn_refusing(const struct api_conn *c)
+{
+    return c - c->server->conns >= API_MAX_CONNECTIONS;
+}
+
 static void conn_close(struct api_conn *c)
 {
-    if (!c->refusing)
+    if (!conn_refusing(c))
         c->server->nr_conns--;
     event_loop_remove(c->server->loop, &c->src);
     close(c->src.fd);
@@ -493,7 +498,7 @@ static struct api_conn *free_slot(struct api_server *s, size_t from, size_t to)
 }
 
 /* Give fd the free slot c. False when that failed (fd is closed). */
-static bool conn_setup(struct api_server *s, struct api_conn *c, int fd, bool refusing)
+static bool conn_setup(struct api_server *s, struct api_conn *c, int fd)
 {
     cleanup_error struct vr_error *err = NULL;
 
@@ -501,8 +506,7 @@ static bool conn_setup(struct api_server *s, struct api_conn *c, int fd, bool re
     c->in = malloc(IN_BUF_BYTES);
     c->src = (struct event_source){.fd = fd, .handler = on_conn_event, .control = true};
     c->events = EPOLLIN;
-    c->refusing = refusing;
-    if (!refusing)
+    if (!conn_refusing(c))
         s->nr_conns++;
     if (c->parser == NULL || c->in == NULL) {
         log_ratelimited(LOG_WARN, "API server: no memory for a new connection");
@@ -530,7 +534,7 @@ static void conn_refuse(struct api_server *s, int fd)
         refuse_at_once(s, fd);
         return;
     }
-    if (!conn_setup(s, c, fd, true))
+    if (!conn_setup(s, c, fd))
         return;
     answer = malloc(s->full_response_len);
     if (answer == NULL) {
@@ -550,7 +554,7 @@ static void conn_open(struct api_server *s, int fd)
     if (c == NULL)
         conn_refuse(s, fd);
     else
-        conn_setup(s, c, fd, false);
+        conn_setup(s, c, fd);
 }
 
 /* accept() failed for want of resources: stop listening for a while instead of spinning. */
